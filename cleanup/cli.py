@@ -1,0 +1,235 @@
+"""The command line: a thin click layer over the library.
+
+Exit codes (stable, documented in the README):
+0 clean · 1 error · 2 usage or configuration error · 3 partial (an environment was
+incomplete) · 4 findings to act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cleanup import __version__, pipeline
+from cleanup.config import RunSettings, Settings, SimulatorSettings, load_settings
+from cleanup.errors import CleanupError
+from cleanup.progress import Progress
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_CONFIG = "config.toml"
+
+
+def handle_errors(func: F) -> F:
+    """Turn ``CleanupError`` into a one-line message and its exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CleanupError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="connref-cleanup")
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    envvar="CONNREF_CONFIG",
+    show_default=True,
+    help="Settings file (TOML). Env: CONNREF_CONFIG.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress lines on stderr. Default: only when stderr is a terminal.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, verbose: int, progress: bool | None) -> None:
+    """Find and safely consolidate Power Platform connection references across a tenant.
+
+    Read-only unless you run `apply` with a reviewed plan.
+    """
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"config_path": config_path, "progress": Progress(progress)}
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """Load the settings named by --config."""
+    return load_settings(ctx.obj["config_path"])
+
+
+@cli.command()
+@click.option("--runs-dir", default="runs", show_default=True, help="Where run folders go.")
+@click.pass_context
+@handle_errors
+def demo(ctx: click.Context, runs_dir: str) -> None:
+    """Run the job against the built-in demo tenant (no account needed).
+
+    Starts the simulator in-process, runs the pipeline, and prints the run folder last.
+    """
+    settings = Settings(
+        simulator=SimulatorSettings(enabled=True, tenant="demo"), run=RunSettings(runs_dir)
+    )
+    result = pipeline.run_snapshot(settings, ctx.obj["progress"])
+    _print_summary(result)
+    click.echo(str(result.folder))
+
+
+@cli.command()
+@click.pass_context
+@handle_errors
+def snapshot(ctx: click.Context) -> None:
+    """Snapshot every selected environment into a new run folder (read-only)."""
+    result = pipeline.run_snapshot(settings_from(ctx), ctx.obj["progress"])
+    _print_summary(result)
+    click.echo(str(result.folder))
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context) -> None:
+    """Run the whole read-only pipeline once and print the run folder."""
+    result = pipeline.run_snapshot(settings_from(ctx), ctx.obj["progress"])
+    _print_summary(result)
+    click.echo(str(result.folder))
+    sys.exit(result.exit_code)
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("check")
+@click.pass_context
+@handle_errors
+def config_check(ctx: click.Context) -> None:
+    """Validate the config file and say what it will do; changes nothing."""
+    settings = settings_from(ctx)
+    target = (
+        f"the built-in simulator (tenant {settings.simulator.tenant!r})"
+        if settings.simulator.enabled
+        else f"tenant {settings.tenant.tenant_id} as app {settings.tenant.client_id} "
+        f"({settings.tenant.auth})"
+    )
+    click.echo(f"{settings.source}: OK")
+    click.echo(f"  target:       {target}")
+    click.echo(f"  environments: {_describe_selection(settings)}")
+    click.echo(f"  runs folder:  {settings.run.runs_dir}")
+    click.echo(f"  fingerprint:  {settings.fingerprint()}")
+
+
+def _describe_selection(settings: Settings) -> str:
+    sel = settings.environments
+    parts = ["all" if not sel.include else "only " + ", ".join(sel.include)]
+    if sel.exclude:
+        parts.append("except " + ", ".join(sel.exclude))
+    if sel.skus:
+        parts.append("SKUs " + ", ".join(sel.skus))
+    return "; ".join(parts)
+
+
+@cli.command()
+@click.option(
+    "--tenant",
+    "tenant_spec",
+    default="demo",
+    show_default=True,
+    help="'demo', 'generated:SEED[:ENVIRONMENTS[:FLOWS]]', or a tenant JSON file.",
+)
+@click.option("--port", default=0, type=int, help="Port to listen on (default: any free port).")
+@click.option("--latency-ms", default=0.0, type=float, help="Added latency per request.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write the config, secret file and CA (default: a temporary folder).",
+)
+@click.option("--for-seconds", type=float, default=None, help="Stop after this long.")
+@handle_errors
+def simulate(
+    tenant_spec: str, port: int, latency_ms: float, state_dir: str | None, for_seconds: float | None
+) -> None:
+    """Serve a simulated tenant over HTTPS and print the config that points at it."""
+    from cleanup.connect import simulated_tenant
+    from cleanup.simulator.server import Simulator
+
+    tenant = simulated_tenant(tenant_spec)
+    folder = Path(state_dir or tempfile.mkdtemp(prefix="connref-sim-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    secret_file = folder / "client-secret"
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(secret, encoding="utf-8")
+    with Simulator(tenant, client_secret=secret, latency_ms=latency_ms, port=port) as sim:
+        config_file = folder / "config.toml"
+        config_file.write_text(simulator_config(sim.endpoints(), tenant, secret_file), "utf-8")
+        click.echo(f"Simulating {len(tenant.environments)} environments at {sim.base_url}")
+        click.echo(f"Config: {config_file}  (connref-cleanup --config {config_file} snapshot)")
+        click.echo(config_file.read_text(encoding="utf-8"))
+        _serve(for_seconds)
+
+
+def simulator_config(endpoints: dict[str, str], tenant: Any, secret_file: Path) -> str:
+    """Return a config.toml that points the job at a running simulator."""
+    lines = [
+        "[tenant]",
+        f'tenant_id = "{tenant.tenant_id}"',
+        f'client_id = "{tenant.client_id}"',
+        'auth = "client-secret"',
+        f'client_secret_file = "{secret_file}"',
+        "",
+        "[endpoints]",
+        *(f'{key} = "{value}"' for key, value in sorted(endpoints.items())),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _serve(for_seconds: float | None) -> None:
+    deadline = time.monotonic() + for_seconds if for_seconds else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_summary(result: pipeline.RunResult) -> None:
+    meta = result.snapshot.metadata
+    envs = result.snapshot.environments
+    counts = envs["status"].value_counts().to_dict()
+    click.echo(
+        f"Snapshot: {len(result.snapshot.references)} connection references, "
+        f"{len(result.snapshot.flows)} flows in {counts.get('complete', 0)} complete "
+        f"environments ({counts.get('incomplete', 0)} incomplete, {counts.get('skipped', 0)} "
+        f"skipped); {meta['requests']['total']} requests in {meta['seconds']:.1f} s.",
+        err=True,
+    )
+    for row in envs[envs["status"] == "incomplete"].itertuples():
+        click.echo(f"  INCOMPLETE {row.display_name}: {row.status_reason}", err=True)
+
+
+def main() -> None:
+    """Console entry point."""
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    cli(prog_name="connref-cleanup")

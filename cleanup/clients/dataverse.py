@@ -1,0 +1,122 @@
+"""Dataverse Web API v9.2 for one environment: the tables and functions the job reads.
+
+``$select`` names only the columns the snapshot uses; collections are paged at the configured
+page size and ``@odata.nextLink`` is followed unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cleanup.clients.http import HttpClient
+from cleanup.errors import ApiError
+
+REFERENCE_COLUMNS = (
+    "connectionreferenceid,connectionreferencelogicalname,connectionreferencedisplayname,"
+    "connectorid,connectionid,description,ismanaged,iscustomizable,_ownerid_value,createdon,"
+    "modifiedon,solutionid,_customconnectorid_value"
+)
+FLOW_COLUMNS = (
+    "workflowid,workflowidunique,name,statecode,statuscode,ismanaged,_ownerid_value,createdon,"
+    "modifiedon,solutionid,clientdata"
+)
+SOLUTION_COLUMNS = "solutionid,uniquename,friendlyname,ismanaged,version,_publisherid_value"
+PUBLISHER_COLUMNS = "publisherid,uniquename,friendlyname,customizationprefix"
+USER_COLUMNS = (
+    "systemuserid,fullname,internalemailaddress,domainname,azureactivedirectoryobjectid,"
+    "applicationid,isdisabled,accessmode"
+)
+TEAM_COLUMNS = "teamid,name,emailaddress,azureactivedirectoryobjectid,teamtype"
+CLOUD_FLOW_FILTER = "category eq 5 and type eq 1"
+WORKFLOW_COMPONENT_TYPE = 29
+
+
+class DataverseClient:
+    """Read (and, under apply, write) one environment's Dataverse tables."""
+
+    def __init__(self, http: HttpClient, instance_url: str, environment_id: str) -> None:
+        self.http = http
+        self.environment_id = environment_id
+        base = instance_url.rstrip("/")
+        self.api = f"{base}/api/data/v9.2/"
+        self.scope = f"{base}/.default"
+
+    def pages(
+        self, entity_set: str, select: str, filter_: str = ""
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the pages of an entity set with ``$select`` (and ``$filter``)."""
+        params = {"$select": select}
+        if filter_:
+            params["$filter"] = filter_
+        return self.http.odata_pages(
+            self.api + entity_set,
+            scope=self.scope,
+            params=params,
+            tag=self.environment_id,
+            table=entity_set,
+        )
+
+    def rows(self, entity_set: str, select: str, filter_: str = "") -> list[dict[str, Any]]:
+        """Return every row of an entity set."""
+        return [row for page in self.pages(entity_set, select, filter_) for row in page]
+
+    def connection_references(self) -> list[dict[str, Any]]:
+        """Return every connection reference (no state filter: they have no real on/off)."""
+        return self.rows("connectionreferences", REFERENCE_COLUMNS)
+
+    def cloud_flow_pages(self, modified_after: str = "") -> Iterator[list[dict[str, Any]]]:
+        """Yield pages of cloud flows (category 5, type 1) with their clientdata."""
+        filter_ = CLOUD_FLOW_FILTER
+        if modified_after:
+            filter_ += f" and modifiedon gt {modified_after}"
+        return self.pages("workflows", FLOW_COLUMNS, filter_)
+
+    def solutions(self) -> list[dict[str, Any]]:
+        """Return every solution."""
+        return self.rows("solutions", SOLUTION_COLUMNS)
+
+    def publishers(self) -> list[dict[str, Any]]:
+        """Return every publisher (for customization prefixes)."""
+        return self.rows("publishers", PUBLISHER_COLUMNS)
+
+    def reference_component_type(self) -> int | None:
+        """Return this environment's solution component type for connection references."""
+        rows = self.rows(
+            "solutioncomponentdefinitions",
+            "solutioncomponenttype,name,primaryentityname",
+            "primaryentityname eq 'connectionreference'",
+        )
+        for row in rows:
+            value = row.get("solutioncomponenttype")
+            if isinstance(value, int):
+                return value
+        return None
+
+    def solution_components(self, component_types: list[int]) -> list[dict[str, Any]]:
+        """Return solution membership rows for the given component types."""
+        filter_ = " or ".join(f"componenttype eq {int(t)}" for t in component_types)
+        return self.rows("solutioncomponents", "_solutionid_value,objectid,componenttype", filter_)
+
+    def system_users(self) -> list[dict[str, Any]]:
+        """Return every system user with the columns needed to reach its owner."""
+        return self.rows("systemusers", USER_COLUMNS)
+
+    def teams(self) -> list[dict[str, Any]]:
+        """Return every team."""
+        return self.rows("teams", TEAM_COLUMNS)
+
+    def dependencies_for_delete(self, object_id: str, component_type: int) -> list[dict[str, Any]]:
+        """Return what would block deleting a component (RetrieveDependenciesForDelete)."""
+        # Parameter aliases written literally: some servers do not decode a percent-encoded '@'.
+        url = (
+            f"{self.api}RetrieveDependenciesForDelete(ObjectId=@p1,ComponentType=@p2)"
+            f"?@p1={object_id}&@p2={int(component_type)}"
+        )
+        body = self.http.get_json(
+            url, scope=self.scope, tag=self.environment_id, table="RetrieveDependenciesForDelete"
+        )
+        value = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(value, list):
+            raise ApiError("RetrieveDependenciesForDelete answered without a 'value' list", url=url)
+        return value
