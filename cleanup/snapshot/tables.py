@@ -125,10 +125,8 @@ def flow_rows(
     """Map one ``workflows`` row to a ``flows`` row and its ``usages`` rows."""
     flow_id = _required(row, "workflowid", "cloud flow")
     clientdata = row.get("clientdata")
-    if clientdata is not None and not isinstance(clientdata, str):
-        clientdata = None  # the parser reports it as empty; an odd type is not a crash
-    parsed = parse_clientdata(clientdata)
-    raw = (clientdata or "").encode("utf-8")
+    parsed = parse_clientdata(clientdata)  # an odd type is reported as invalid, never a crash
+    raw = clientdata.encode("utf-8") if isinstance(clientdata, str) else b""
     flow = {
         "environment_id": environment_id,
         "flow_id": flow_id,
@@ -147,7 +145,7 @@ def flow_rows(
         "parse_error": parsed.error,
         "reference_count": len(parsed.references),
         "action_count": parsed.action_count,
-        "clientdata_sha256": hashlib.sha256(raw).hexdigest() if clientdata else None,
+        "clientdata_sha256": hashlib.sha256(raw).hexdigest() if raw else None,
         "clientdata_bytes": len(raw),
     }
     usages = [

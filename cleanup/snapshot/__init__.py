@@ -1,0 +1,1 @@
+"""Snapshot: read each environment into DataFrames."""
