@@ -17,6 +17,7 @@ import msal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from cleanup.clients.http import VerifyingSession
 from cleanup.config import EndpointSettings, TenantSettings
 from cleanup.errors import AuthError, ConfigError
 
@@ -57,6 +58,11 @@ class TokenProvider:
         with self._lock:
             if self._app is None:
                 return
+            if isinstance(self._app, msal.ConfidentialClientApplication):
+                # App-only tokens are cheap to re-acquire; dropping all of them is the one
+                # removal msal documents, and a revoked token is rarely revoked alone.
+                self._app.remove_tokens_for_client()
+                return
             cache = self._app.token_cache
             for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 if scope.lower() in str(item.get("target", "")).lower().split():
@@ -71,7 +77,7 @@ class TokenProvider:
         common: dict[str, Any] = {
             "authority": self._authority,
             "instance_discovery": False,
-            "verify": self._verify,
+            "http_client": VerifyingSession(self._verify),
             "timeout": self._timeout,
         }
         try:

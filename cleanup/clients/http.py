@@ -30,6 +30,19 @@ USER_AGENT = "connref-cleanup"
 ODATA_SAFE = "$,'()@:/*=-"
 
 
+class VerifyingSession(requests.Session):
+    """A session that always verifies TLS against the configured CA bundle."""
+
+    def __init__(self, verify: str | bool) -> None:
+        super().__init__()
+        self._verify = verify
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        """Send a request, forcing the configured verification (environment cannot weaken it)."""
+        kwargs["verify"] = self._verify
+        return super().request(method, url, *args, **kwargs)
+
+
 class TokenSource(Protocol):
     """What the HTTP client needs from authentication."""
 
@@ -68,8 +81,9 @@ class HttpClient:
         self.settings = settings
         self.tokens = tokens
         self.session = session or requests.Session()
-        # Verification is always on; a CA bundle only adds trust (sovereign/private CAs, simulator).
-        self.session.verify = ca_bundle or True
+        # Verification is always on. Passed on every request because requests lets
+        # REQUESTS_CA_BUNDLE override a session-level setting, which would drop a configured CA.
+        self._verify: str | bool = ca_bundle or True
         self.session.headers["User-Agent"] = USER_AGENT
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -179,6 +193,7 @@ class HttpClient:
                 headers=all_headers,
                 json=json_body,
                 timeout=self.settings.timeout_seconds,
+                verify=self._verify,
             )
         with self._lock:
             self.usage.requests[tag] += 1

@@ -210,7 +210,9 @@ def test_read_only_run_sends_no_write(start_simulator, secret_env, tmp_path, sma
     env = next(e for e in small_tenant.environments if e.has_dataverse and e.readable)
     dv = clients.dataverse(sim.instance_url(env), env.id)
     with pytest.raises(ReadOnlyViolation, match="read-only"):
-        dv.http.send("DELETE", dv.api + f"connectionreferences({env.references[0].id})", scope=dv.scope)
+        dv.http.send(
+            "DELETE", dv.api + f"connectionreferences({env.references[0].id})", scope=dv.scope
+        )
     assert len(sim.request_log) == before  # refused before anything left the process
 
 

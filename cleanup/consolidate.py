@@ -1,0 +1,630 @@
+"""Consolidation: group duplicate connection references and choose one survivor per group.
+
+Pure pandas over a :class:`~cleanup.snapshot.model.Snapshot`; no I/O.
+
+Grouping (``duplicate_groups``), always within one environment and one connector (compared
+case-insensitively):
+
+* ``same-connection``: two or more references bound to the same connection id.
+* ``unbound-same-solution``: two or more unbound references that share a solution other than
+  the default ones ("Default", "Active", "Basic", or the well-known default solution id).
+  A reference can sit in several solutions, but it joins at most one group: candidate
+  solutions are taken largest first (then by solution unique name, then id), each claims the
+  references not yet claimed, and a candidate left with fewer than two members is dropped.
+
+The group id is a short hash of the environment and the sorted member ids, so it is the same
+on every run that sees the same members, whatever the row order.
+
+Survivor choice (``propose``), first difference wins: unmanaged over managed; in the solution
+shared by most of the flows that use the group; compliant name; service principal connection;
+most flows; oldest; then logical name (and reference id, so the order is total).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cleanup.snapshot.model import Snapshot
+
+BASIS_SAME_CONNECTION = "same-connection"
+BASIS_UNBOUND_SAME_SOLUTION = "unbound-same-solution"
+DEFAULT_SOLUTION_ID = "fd140aaf-4df4-11dd-bd17-0019b9312238"
+DEFAULT_SOLUTION_NAMES = frozenset({"default", "active", "basic"})
+WORKFLOW_COMPONENT_TYPE = "29"
+
+GROUP_COLUMNS = (
+    "group_id",
+    "environment_id",
+    "reference_id",
+    "connector",
+    "connection_id",
+    "basis",
+)
+SURVIVOR_COLUMNS = (
+    "group_id",
+    "environment_id",
+    "survivor_id",
+    "survivor_logical_name",
+    "survivor_display_name",
+    "decided_by",
+    "reason",
+)
+MOVE_COLUMNS = (
+    "environment_id",
+    "group_id",
+    "flow_id",
+    "key",
+    "from_reference_id",
+    "from_logical_name",
+    "to_reference_id",
+    "to_logical_name",
+    "blocked",
+    "why_blocked",
+)
+LEFTOVER_COLUMNS = (
+    "environment_id",
+    "group_id",
+    "reference_id",
+    "logical_name",
+    "deletable",
+    "why_not",
+)
+
+# (member column, sort ascending, label used in "decided by") in ranking order.
+_CRITERIA = (
+    ("_managed", True, "unmanaged over managed"),
+    ("_solution_flows", False, "in the solution of the flows that use the group"),
+    ("_compliant", False, "compliant name"),
+    ("_service_principal", False, "service principal connection"),
+    ("_used_by", False, "most used"),
+    ("_created_key", True, "oldest"),
+    ("_ln_key", True, "logical name"),
+    ("reference_id", True, "reference id"),
+)
+
+_AUTO_NAME_RE = re.compile(r"(^|_)shared[a-z0-9]*_[0-9a-f]{5}$", re.IGNORECASE)
+_NAME_PARTS_RE = re.compile(r"\s+[\u2013\u2014-]\s+")
+
+NameCheck = Callable[[Mapping[str, Any]], bool]
+
+BLOCK_UNBOUND_SURVIVOR = (
+    "the survivor '{survivor}' is not bound to a connection, so flows pointed at it could not "
+    "be turned on; bind it to a connection first"
+)
+BLOCK_MANAGED_FLOW = (
+    "the flow is managed: editing it would create an unmanaged layer; fix it in the source "
+    "environment"
+)
+BLOCK_FLOW_UNKNOWN = "the flow is not in the snapshot (or its managed state is unknown)"
+
+
+@dataclass(frozen=True, eq=False)
+class Proposals:
+    """Survivors, flow keys to move and leftovers of every duplicate group."""
+
+    survivors: pd.DataFrame
+    moves: pd.DataFrame
+    leftovers: pd.DataFrame
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping
+
+
+def duplicate_groups(snapshot: Snapshot) -> pd.DataFrame:
+    """Return one row per member of each duplicate group, with the basis of the grouping."""
+    refs = _reference_keys(snapshot.references)
+    parts = [_same_connection(refs), _unbound_same_solution(refs, snapshot)]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return _empty(GROUP_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["environment_id", "group_id", "reference_id"], ignore_index=True)
+    return out[list(GROUP_COLUMNS)].astype("string")
+
+
+def group_id_for(environment_id: str, member_ids: Any) -> str:
+    """Return the stable id of a group: a short hash of its environment and sorted members."""
+    blob = "\n".join([str(environment_id), *sorted(str(m) for m in member_ids)])
+    return "dup-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _reference_keys(references: pd.DataFrame) -> pd.DataFrame:
+    refs = references[["environment_id", "reference_id", "connector", "connection_id"]]
+    refs = refs.dropna(subset=["environment_id", "reference_id", "connector"])
+    refs = refs.drop_duplicates(["environment_id", "reference_id"])
+    connection = refs["connection_id"].str.strip()
+    return refs.assign(
+        _connector_key=refs["connector"].str.strip().str.lower(),
+        _connection_key=connection.mask(connection == ""),
+    )
+
+
+def _same_connection(refs: pd.DataFrame) -> pd.DataFrame:
+    bound = refs[refs["_connection_key"].notna()]
+    keys = ["environment_id", "_connector_key", "_connection_key"]
+    sizes = bound.groupby(keys, sort=False)["reference_id"].transform("size")
+    members = bound[sizes >= 2]
+    if members.empty:
+        return _empty(GROUP_COLUMNS)
+    return _with_group_ids(members, keys).assign(basis=BASIS_SAME_CONNECTION)
+
+
+def _with_group_ids(members: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    ids = (
+        members.groupby(keys, sort=False)
+        .agg(environment=("environment_id", "first"), members=("reference_id", tuple))
+        .apply(lambda row: group_id_for(row["environment"], row["members"]), axis=1)
+        .rename("group_id")
+        .reset_index()
+    )
+    return members.merge(ids, on=keys, how="left")
+
+
+def _unbound_same_solution(refs: pd.DataFrame, snapshot: Snapshot) -> pd.DataFrame:
+    unbound = refs[refs["_connection_key"].isna()]
+    memberships = _memberships(snapshot, "reference")
+    candidates = unbound.assign(object_key=unbound["reference_id"].str.lower()).merge(
+        memberships, on=["environment_id", "object_key"]
+    )
+    candidates = candidates.drop_duplicates(["environment_id", "reference_id", "solution_id"])
+    keys = ["environment_id", "_connector_key", "solution_id"]
+    sizes = candidates.groupby(keys, sort=False)["reference_id"].transform("size")
+    candidates = candidates[sizes >= 2]
+    if candidates.empty:
+        return _empty(GROUP_COLUMNS)
+    names = _solution_names(snapshot)
+    candidates = candidates.merge(names, on=["environment_id", "solution_id"], how="left")
+    rows = _claim_members(candidates, keys)
+    if not rows:
+        return _empty(GROUP_COLUMNS)
+    claimed = pd.DataFrame(rows, columns=["environment_id", "reference_id", "group_id"])
+    base = unbound.drop(columns=["_connector_key", "_connection_key"])
+    return base.merge(claimed, on=["environment_id", "reference_id"]).assign(
+        basis=BASIS_UNBOUND_SAME_SOLUTION
+    )
+
+
+def _claim_members(candidates: pd.DataFrame, keys: list[str]) -> list[tuple[str, str, str]]:
+    # Largest shared solution first, so the usual "one solution, many duplicates" case wins;
+    # ties by name and id keep the outcome independent of row order.
+    summary = candidates.groupby(keys, sort=False).agg(
+        members=("reference_id", lambda s: tuple(sorted(s))),
+        name=("_solution_name_key", "first"),
+    )
+    summary = summary.reset_index().assign(size=lambda f: f["members"].map(len))
+    summary = summary.sort_values(
+        ["size", "name", "solution_id", "environment_id", "_connector_key"],
+        ascending=[False, True, True, True, True],
+        na_position="last",
+    )
+    taken: set[tuple[str, str]] = set()
+    rows: list[tuple[str, str, str]] = []
+    for env, members in zip(summary["environment_id"], summary["members"], strict=True):
+        free = [m for m in members if (env, m) not in taken]
+        if len(free) < 2:
+            continue
+        gid = group_id_for(env, free)
+        taken.update((env, m) for m in free)
+        rows.extend((env, m, gid) for m in free)
+    return rows
+
+
+def _default_solution_mask(frame: pd.DataFrame) -> pd.Series:
+    is_default_id = frame["solution_id"].str.lower().str.strip() == DEFAULT_SOLUTION_ID
+    return is_default_id.fillna(False).astype(bool)
+
+
+def _memberships(snapshot: Snapshot, object_type: str) -> pd.DataFrame:
+    """Solution membership of one object type, without the default solutions.
+
+    Returns ``environment_id, solution_id, object_key`` where ``object_key`` is the object id
+    lower-cased: ids are GUIDs, and their case differs between APIs.
+    """
+    comps = snapshot.solution_components
+    comps = comps.loc[
+        comps["object_type"] == object_type, ["environment_id", "solution_id", "object_id"]
+    ]
+    comps = comps.dropna().drop_duplicates()
+    solutions = snapshot.solutions
+    names = solutions["unique_name"].str.strip().str.lower()
+    default_named = names.isin(DEFAULT_SOLUTION_NAMES).fillna(False).astype(bool)
+    defaults = solutions.loc[default_named, ["environment_id", "solution_id"]]
+    comps = comps[~_default_solution_mask(comps)]
+    flagged = comps.merge(defaults.assign(_default=True), how="left")
+    kept = flagged.loc[flagged["_default"].isna(), ["environment_id", "solution_id", "object_id"]]
+    kept = kept.assign(object_key=kept["object_id"].str.lower()).drop(columns="object_id")
+    return kept.drop_duplicates(ignore_index=True)
+
+
+def _solution_names(snapshot: Snapshot) -> pd.DataFrame:
+    sols = snapshot.solutions.drop_duplicates(["environment_id", "solution_id"])
+    label = sols["friendly_name"].fillna(sols["unique_name"]).fillna(sols["solution_id"])
+    return pd.DataFrame(
+        {
+            "environment_id": sols["environment_id"],
+            "solution_id": sols["solution_id"],
+            "_solution_name_key": sols["unique_name"].str.lower(),
+            "_solution_label": label,
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Proposals
+
+
+def propose(
+    snapshot: Snapshot,
+    groups: pd.DataFrame,
+    *,
+    naming: Any = None,
+    name_is_compliant: NameCheck | None = None,
+) -> Proposals:
+    """Choose a survivor for each duplicate group and list the flow keys to move and leftovers.
+
+    ``name_is_compliant`` receives a mapping with ``environment_id``, ``reference_id``,
+    ``display_name``, ``logical_name``, ``connector`` and ``identity``; by default names are
+    checked with ``cleanup.rules.naming.check_name`` and the ``naming`` settings (the default
+    convention when None), or with ``looks_compliant`` if the naming rule is not installed.
+    """
+    if groups.empty:
+        return Proposals(_empty(SURVIVOR_COLUMNS), _empty(MOVE_COLUMNS), _empty(LEFTOVER_COLUMNS))
+    check = name_is_compliant or default_name_check(naming)
+    members, uses = _member_facts(snapshot, groups, check)
+    ranked = _rank(members)
+    survivors = _survivors(ranked)
+    moves = _moves(snapshot, uses, survivors, members)
+    leftovers = _leftovers(snapshot, ranked, moves)
+    return Proposals(survivors, moves, leftovers)
+
+
+def default_name_check(naming: Any = None) -> NameCheck:
+    """Return the name check used when none is injected (the naming rule if available).
+
+    Pass the same ``naming`` settings the rules use, so the report and the plan agree on
+    survivors; without them the naming rule's default convention applies.
+    """
+    rule = _naming_rule()
+    if rule is None:
+        return looks_compliant
+    check_name, default_settings = rule
+    naming = default_settings() if naming is None else naming
+
+    def check(row: Mapping[str, Any]) -> bool:
+        verdict = check_name(
+            row.get("display_name"),
+            row.get("logical_name"),
+            row.get("connector"),
+            row.get("identity"),
+            row.get("area"),
+            naming,
+        )
+        return bool(verdict.compliant)
+
+    return check
+
+
+def _naming_rule() -> tuple[Callable[..., Any], Callable[[], Any]] | None:
+    try:
+        from cleanup.rules.naming import check_name
+        from cleanup.rules.settings import NamingSettings
+    except ImportError:  # consolidation works without the naming rule, with a heuristic
+        return None
+    return check_name, NamingSettings
+
+
+def looks_compliant(row: Mapping[str, Any]) -> bool:
+    """Tell whether a display name looks like '<Area> – <Connector> – <Type>', not auto-made."""
+    display = row.get("display_name")
+    if not isinstance(display, str) or not display.strip():
+        return False
+    if _AUTO_NAME_RE.search(display.strip()):
+        return False
+    return len([p for p in _NAME_PARTS_RE.split(display.strip()) if p]) >= 3
+
+
+def _member_facts(
+    snapshot: Snapshot, groups: pd.DataFrame, check: NameCheck
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the ranking facts of every group member, and the flow keys using each group."""
+    refs = snapshot.references.drop_duplicates(["environment_id", "reference_id"])
+    cols = ["environment_id", "reference_id", "logical_name", "display_name", "is_managed"]
+    members = groups[["group_id", "environment_id", "reference_id"]].merge(
+        refs[[*cols, "created_on", "connection_id", "connector"]],
+        on=["environment_id", "reference_id"],
+        how="left",
+    )
+    connection = members["connection_id"].str.strip()
+    members["connection_id"] = connection.mask(connection == "")
+    members = members.merge(
+        _identities(snapshot), on=["environment_id", "connection_id"], how="left"
+    )
+    unbound = members["connection_id"].isna()
+    members["identity"] = members["identity"].mask(unbound, "unbound").fillna("unknown")
+    members["_ln_key"] = members["logical_name"].str.lower().fillna("")
+    uses = _group_usages(snapshot, members)
+    members = _add_usage_counts(members, uses)
+    members = _add_solution_fit(snapshot, members, uses)
+    created = members["created_on"]
+    members = members.assign(
+        # Unknown managed state ranks (and is treated) as managed: never assume we may touch it.
+        _managed=members["is_managed"].fillna(True).astype(bool),
+        _compliant=_compliance(members, check),
+        _service_principal=(members["identity"] == "service-principal").astype(bool),
+        _created_key=np.where(created.isna(), np.iinfo(np.int64).max, _as_ns(created)),
+        _bound=~unbound,
+    )
+    return members, uses
+
+
+def _compliance(members: pd.DataFrame, check: NameCheck) -> list[bool]:
+    fields = ["environment_id", "reference_id", "display_name", "logical_name", "connector"]
+    facts = members[[*fields, "identity"]].astype(object)
+    facts = facts.where(facts.notna(), None)
+    return [bool(check(row)) for row in _records(facts)]
+
+
+def _as_ns(times: pd.Series) -> np.ndarray:
+    values = times.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    stamps = values.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT"))
+    return np.asarray(stamps.astype(np.int64))
+
+
+def _identities(snapshot: Snapshot) -> pd.DataFrame:
+    conns = snapshot.connections[["environment_id", "connection_id", "identity"]]
+    return conns.dropna(subset=["connection_id"]).drop_duplicates(
+        ["environment_id", "connection_id"]
+    )
+
+
+def _group_usages(snapshot: Snapshot, members: pd.DataFrame) -> pd.DataFrame:
+    """Every flow key whose logical name (case-insensitive) is a group member's."""
+    uses = snapshot.usages[["environment_id", "flow_id", "key", "logical_name"]]
+    uses = uses.dropna(subset=["logical_name", "flow_id", "key"])
+    uses = uses.assign(_ln_key=uses["logical_name"].str.lower())
+    keyed = members[["group_id", "environment_id", "reference_id", "_ln_key"]]
+    keyed = keyed[keyed["_ln_key"] != ""]
+    matched = uses.merge(keyed, on=["environment_id", "_ln_key"])
+    matched = matched.sort_values(["group_id", "flow_id", "key", "reference_id"])
+    return matched.drop_duplicates(["environment_id", "flow_id", "key"], ignore_index=True)
+
+
+def _add_usage_counts(members: pd.DataFrame, uses: pd.DataFrame) -> pd.DataFrame:
+    per_member = uses.groupby(["group_id", "reference_id"])["flow_id"].nunique().rename("_used_by")
+    per_group = uses.groupby("group_id")["flow_id"].nunique().rename("_group_flows")
+    members = members.merge(per_member.reset_index(), on=["group_id", "reference_id"], how="left")
+    members = members.merge(per_group.reset_index(), on="group_id", how="left")
+    return members.assign(
+        _used_by=members["_used_by"].fillna(0).astype(int),
+        _group_flows=members["_group_flows"].fillna(0).astype(int),
+    )
+
+
+def _add_solution_fit(
+    snapshot: Snapshot, members: pd.DataFrame, uses: pd.DataFrame
+) -> pd.DataFrame:
+    """Add, per member, its solution holding the most flows that use the group, and how many."""
+    flow_sols = _memberships(snapshot, "flow")
+    group_flows = uses[["group_id", "environment_id", "flow_id"]].drop_duplicates()
+    per_solution = (
+        group_flows.assign(object_key=group_flows["flow_id"].str.lower())
+        .merge(flow_sols, on=["environment_id", "object_key"])
+        .groupby(["group_id", "environment_id", "solution_id"])["flow_id"]
+        .nunique()
+        .rename("_solution_flows")
+        .reset_index()
+    )
+    ref_sols = _memberships(snapshot, "reference")
+    fit = members[["group_id", "environment_id", "reference_id"]]
+    fit = fit.assign(object_key=fit["reference_id"].str.lower()).merge(
+        ref_sols, on=["environment_id", "object_key"]
+    )
+    fit = fit.merge(per_solution, on=["group_id", "environment_id", "solution_id"])
+    fit = fit.merge(_solution_names(snapshot), on=["environment_id", "solution_id"], how="left")
+    fit["_solution_label"] = fit["_solution_label"].fillna(fit["solution_id"])
+    fit = fit.sort_values(
+        ["_solution_flows", "_solution_name_key", "solution_id"],
+        ascending=[False, True, True],
+        na_position="last",
+    ).drop_duplicates(["group_id", "reference_id"])
+    fit = fit[["group_id", "reference_id", "_solution_flows", "_solution_label"]]
+    members = members.merge(fit, on=["group_id", "reference_id"], how="left")
+    return members.assign(_solution_flows=members["_solution_flows"].fillna(0).astype(int))
+
+
+def _rank(members: pd.DataFrame) -> pd.DataFrame:
+    columns = ["group_id"] + [c for c, _, _ in _CRITERIA]
+    ascending = [True] + [asc for _, asc, _ in _CRITERIA]
+    ranked = members.sort_values(columns, ascending=ascending, ignore_index=True)
+    ranked["_rank"] = ranked.groupby("group_id").cumcount()
+    return ranked
+
+
+def _survivors(ranked: pd.DataFrame) -> pd.DataFrame:
+    first = ranked[ranked["_rank"] == 0].set_index("group_id")
+    second = ranked[ranked["_rank"] == 1].set_index("group_id").reindex(first.index)
+    first = first.assign(
+        decided_by=_deciding_criterion(first, second),
+        _managed_others=ranked.groupby("group_id")["_managed"].sum() - first["_managed"],
+        _size=ranked.groupby("group_id").size(),
+    )
+    reasons = [_reason(row) for row in _records(first)]
+    out = pd.DataFrame(
+        {
+            "group_id": first.index,
+            "environment_id": first["environment_id"].to_numpy(),
+            "survivor_id": first["reference_id"].to_numpy(),
+            "survivor_logical_name": first["logical_name"].to_numpy(),
+            "survivor_display_name": first["display_name"].to_numpy(),
+            "decided_by": first["decided_by"].to_numpy(),
+            "reason": reasons,
+        }
+    )
+    return out.sort_values(["environment_id", "group_id"], ignore_index=True).astype("string")
+
+
+def _deciding_criterion(first: pd.DataFrame, second: pd.DataFrame) -> np.ndarray:
+    """Name the first criterion on which the survivor beats the runner-up."""
+    differs = np.column_stack(
+        [
+            (first[col].astype(object) != second[col].astype(object)).to_numpy(dtype=bool)
+            for col, _, _ in _CRITERIA
+        ]
+    )
+    labels = np.array([label for _, _, label in _CRITERIA], dtype=object)
+    decided = labels[differs.argmax(axis=1)]
+    return np.where(second["reference_id"].isna().to_numpy(), "only member", decided)
+
+
+def _reason(row: Mapping[str, Any]) -> str:
+    """The full ranking explanation for one survivor, in the order the criteria apply."""
+    others = row["_size"] - 1
+    if row["_managed"]:
+        managed = "managed (all members are managed)"
+    elif row["_managed_others"] == others:
+        managed = "unmanaged (others managed)"
+    elif row["_managed_others"]:
+        managed = f"unmanaged ({row['_managed_others']} of {others} others managed)"
+    else:
+        managed = "unmanaged"
+    total = row["_group_flows"]
+    if row["_solution_flows"]:
+        solution = (
+            f"in solution '{row['_solution_label']}' like {row['_solution_flows']} of "
+            f"{total} flow{'s' if total != 1 else ''} that use the group"
+        )
+    else:
+        solution = "not in a solution with the flows that use the group"
+    identity = {
+        "service-principal": "service principal connection",
+        "user": "user connection",
+        "unbound": "not bound to a connection",
+    }.get(row["identity"], "connection identity unknown")
+    used = row["_used_by"]
+    usage = f"used by {used} flow{'s' if used != 1 else ''}" if used else "used by no flow"
+    created = row["created_on"]
+    born = f"created {created:%Y-%m-%d}" if not pd.isna(created) else "creation date unknown"
+    name = "compliant name" if row["_compliant"] else "name not compliant"
+    parts = [managed, solution, name, identity, usage, born]
+    return f"kept: {'; '.join(parts)} (decided by: {row['decided_by']})"
+
+
+def _moves(
+    snapshot: Snapshot, uses: pd.DataFrame, survivors: pd.DataFrame, members: pd.DataFrame
+) -> pd.DataFrame:
+    target = survivors[["group_id", "survivor_id", "survivor_logical_name"]].merge(
+        members[["group_id", "reference_id", "_bound"]].rename(
+            columns={"reference_id": "survivor_id", "_bound": "_survivor_bound"}
+        ),
+        on=["group_id", "survivor_id"],
+    )
+    away = uses.merge(target, on="group_id")
+    away = away[away["reference_id"] != away["survivor_id"]]
+    flows = snapshot.flows[["environment_id", "flow_id", "is_managed"]].drop_duplicates(
+        ["environment_id", "flow_id"]
+    )
+    away = away.merge(flows, on=["environment_id", "flow_id"], how="left")
+    why = pd.Series(pd.NA, index=away.index, dtype="string")
+    why = why.mask(away["is_managed"].isna(), BLOCK_FLOW_UNKNOWN)
+    why = why.mask(away["is_managed"].fillna(False).astype(bool), BLOCK_MANAGED_FLOW)
+    unbound_text = away["survivor_logical_name"].map(
+        lambda ln: BLOCK_UNBOUND_SURVIVOR.format(survivor=ln)
+    )
+    why = why.mask(~away["_survivor_bound"].astype(bool), unbound_text)
+    out = pd.DataFrame(
+        {
+            "environment_id": away["environment_id"],
+            "group_id": away["group_id"],
+            "flow_id": away["flow_id"],
+            "key": away["key"],
+            "from_reference_id": away["reference_id"],
+            "from_logical_name": away["logical_name"],
+            "to_reference_id": away["survivor_id"],
+            "to_logical_name": away["survivor_logical_name"],
+            "blocked": why.notna().astype(bool),
+            "why_blocked": why,
+        }
+    )
+    if out.empty:
+        return _empty(MOVE_COLUMNS)
+    out = out.sort_values(["environment_id", "group_id", "flow_id", "key"], ignore_index=True)
+    return out.astype({c: "string" for c in MOVE_COLUMNS if c != "blocked"})
+
+
+def _leftovers(snapshot: Snapshot, ranked: pd.DataFrame, moves: pd.DataFrame) -> pd.DataFrame:
+    rest = ranked[ranked["_rank"] > 0]
+    if rest.empty:
+        return _empty(LEFTOVER_COLUMNS)
+    blocked = moves[moves["blocked"]].groupby(["environment_id", "from_reference_id"])
+    stuck = {key: (len(rows), str(rows.iloc[0])) for key, rows in blocked["why_blocked"]}
+    dependents = _other_dependents(snapshot)
+    why_not = []
+    for env, ref, managed in zip(
+        rest["environment_id"], rest["reference_id"], rest["_managed"], strict=True
+    ):
+        problems = ["managed: fix it in the source environment"] if managed else []
+        if (env, ref) in stuck:
+            count, reason = stuck[(env, ref)]
+            problems.append(f"{count} flow key(s) still use it and cannot be moved: {reason}")
+        if (env, ref) in dependents:
+            problems.append(dependents[(env, ref)])
+        why_not.append("; ".join(problems) if problems else pd.NA)
+    out = pd.DataFrame(
+        {
+            "environment_id": rest["environment_id"].to_numpy(),
+            "group_id": rest["group_id"].to_numpy(),
+            "reference_id": rest["reference_id"].to_numpy(),
+            "logical_name": rest["logical_name"].to_numpy(),
+            "why_not": pd.array(why_not, dtype="string"),
+        }
+    )
+    out.insert(4, "deletable", out["why_not"].isna().to_numpy())
+    out = out.sort_values(["environment_id", "group_id", "reference_id"], ignore_index=True)
+    return out.astype({c: "string" for c in LEFTOVER_COLUMNS if c != "deletable"})
+
+
+def other_dependents(snapshot: Snapshot) -> dict[tuple[str, str], str]:
+    """Return, per (environment, reference), why a platform dependency check forbids deleting it.
+
+    Flows (component type 29) are left out: their usage is read from clientdata and rewired;
+    any other dependent (canvas app, bot, ...) or a failed check blocks the delete.
+    """
+    return _other_dependents(snapshot)
+
+
+def _other_dependents(snapshot: Snapshot) -> dict[tuple[str, str], str]:
+    checks = snapshot.dependency_checks.dropna(subset=["environment_id", "reference_id"])
+    out: dict[tuple[str, str], str] = {}
+    for env, ref, checked, deps in zip(
+        checks["environment_id"],
+        checks["reference_id"],
+        checks["checked"],
+        checks["dependents"],
+        strict=True,
+    ):
+        if pd.isna(checked) or not checked:
+            out[(env, ref)] = "the dependency check failed, so apps or bots using it are unknown"
+            continue
+        pairs = [] if pd.isna(deps) else [p for p in str(deps).split(";") if p.strip()]
+        other = [p.strip() for p in pairs if p.split(":", 1)[0].strip() != WORKFLOW_COMPONENT_TYPE]
+        if other:
+            out[(env, ref)] = f"other components depend on it ({', '.join(sorted(other))})"
+    return out
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts keyed by column name."""
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
+    dtypes = {"blocked": "bool", "deletable": "bool"}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "string")) for c in columns})

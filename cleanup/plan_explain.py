@@ -1,0 +1,112 @@
+"""Explain a plan in plain words ("Would rewire ...", "Would delete ..."), pip-tools style.
+
+This is the second consumer of a ``Plan`` value, next to apply: it reads the same actions and
+never decides anything itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from cleanup.plan import (
+    Action,
+    DeleteReference,
+    Plan,
+    RenameReference,
+    RewireFlowKey,
+    Skipped,
+)
+
+_STATE_NOTE = {
+    "on": " (the flow is on: it is turned off, changed and turned back on)",
+    "suspended": " (the flow is suspended: it stays suspended)",
+}
+
+
+def describe(plan: Plan) -> list[str]:
+    """Explain a plan in plain words, one line per action, skipped item and summary count."""
+    envs = _environments(plan)
+    lines = [
+        f"Plan {plan.run_id}, created {plan.created_at:%Y-%m-%d %H:%M} UTC by connref-cleanup "
+        f"{plan.tool_version} (config {plan.config_fingerprint}), "
+        f"{_count(len(plan.environment_ids), 'environment')} analysed."
+    ]
+    for env in envs:
+        actions = plan.actions_for(env)
+        skipped = [s for s in plan.skipped if s.environment_id == env]
+        lines.append(f"Environment {env}: {_summary(actions)}; {len(skipped)} skipped.")
+        lines.extend("  " + action_line(a) for a in actions)
+        lines.extend("  " + skipped_line(s) for s in skipped)
+    if plan.actions:
+        active = len({a.environment_id for a in plan.actions})
+        lines.append(
+            f"Total: {_summary(plan.actions)} in {_count(active, 'environment')}; "
+            f"{len(plan.skipped)} skipped."
+        )
+    else:
+        lines.append(f"Nothing to do; {len(plan.skipped)} skipped.")
+    return lines
+
+
+def action_line(action: Action) -> str:
+    """Describe one action in one sentence, starting with "Would"."""
+    env = action.environment_id
+    if isinstance(action, RewireFlowKey):
+        note = _STATE_NOTE.get(action.preconditions.state, "")
+        return (
+            f"Would rewire flow '{action.flow_name}' (env {env}), key {action.key}: "
+            f"{action.from_logical_name} -> {action.to_display_name}{note}"
+        )
+    if isinstance(action, RenameReference):
+        return (
+            f"Would rename connection reference {action.logical_name} (env {env}): "
+            f"'{action.from_display_name or ''}' -> '{action.to_display_name}'"
+        )
+    return _delete_line(action)
+
+
+def _delete_line(action: DeleteReference) -> str:
+    label = f"'{action.display_name}' ({action.logical_name})"
+    if not action.display_name or action.display_name == action.logical_name:
+        label = action.logical_name
+    head = f"Would delete connection reference {label} (env {action.environment_id})"
+    if action.group_id is None:
+        return f"{head} ({action.reason})"
+    after = f", after {_count(len(action.depends_on), 'rewire')}" if action.depends_on else ""
+    return f"{head}: {action.reason}{after}"
+
+
+def skipped_line(item: Skipped) -> str:
+    """Describe one deliberately skipped item and why."""
+    kind = "reference" if item.object_type == "reference" else "flow key"
+    name = item.name if item.object_type != "reference" else f"{kind} {item.name}"
+    return f"Skipped {name} (env {item.environment_id}): {item.reason}"
+
+
+def _environments(plan: Plan) -> list[str]:
+    seen = dict.fromkeys(plan.environment_ids)
+    seen.update(dict.fromkeys(a.environment_id for a in plan.actions))
+    seen.update(dict.fromkeys(s.environment_id for s in plan.skipped))
+    return [env for env in seen if plan.actions_for(env) or _has_skips(plan, env)]
+
+
+def _has_skips(plan: Plan, env: str) -> bool:
+    return any(s.environment_id == env for s in plan.skipped)
+
+
+def _summary(actions: tuple[Action, ...]) -> str:
+    counts = Counter(type(a) for a in actions)
+    parts = [
+        f"{verb} {_count(counts[kind], noun)}"
+        for kind, verb, noun in (
+            (RewireFlowKey, "rewire", "flow key"),
+            (RenameReference, "rename", "reference"),
+            (DeleteReference, "delete", "reference"),
+        )
+        if counts[kind]
+    ]
+    return "would " + ", ".join(parts) if parts else "nothing to do"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
