@@ -7,6 +7,7 @@ incomplete) · 4 findings to act on.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -87,7 +88,7 @@ def demo(ctx: click.Context, runs_dir: str) -> None:
     settings = Settings(
         simulator=SimulatorSettings(enabled=True, tenant="demo"), run=RunSettings(runs_dir)
     )
-    result = pipeline.run_snapshot(settings, ctx.obj["progress"])
+    result = pipeline.run_once(settings, ctx.obj["progress"])
     _print_summary(result)
     click.echo(str(result.folder))
 
@@ -108,10 +109,42 @@ def snapshot(ctx: click.Context) -> None:
 @handle_errors
 def run(ctx: click.Context) -> None:
     """Run the whole read-only pipeline once and print the run folder."""
-    result = pipeline.run_snapshot(settings_from(ctx), ctx.obj["progress"])
+    result = pipeline.run_once(settings_from(ctx), ctx.obj["progress"])
     _print_summary(result)
     click.echo(str(result.folder))
     sys.exit(result.exit_code)
+
+
+@cli.group()
+def plan() -> None:
+    """Inspect plans written by `run`."""
+
+
+@plan.command("show")
+@click.argument("plan_path", type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@handle_errors
+def plan_show(plan_path: str, fmt: str) -> None:
+    """Explain a plan in words (PLAN_PATH: a plan.json or the run folder holding it)."""
+    from cleanup.plan import describe, load_plan
+
+    path = Path(plan_path)
+    the_plan = load_plan(path / pipeline.PLAN_FILE if path.is_dir() else path)
+    if fmt == "json":
+        click.echo(json.dumps(the_plan.to_dict(), indent=2, ensure_ascii=False))
+        return
+    for line in describe(the_plan):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("run_folder", type=click.Path(exists=True, file_okay=False))
+@click.pass_context
+@handle_errors
+def report(ctx: click.Context, run_folder: str) -> None:
+    """Re-render the HTML report and deployment settings of a past run."""
+    path = pipeline.rerender(Path(run_folder), settings_from(ctx))
+    click.echo(str(path))
 
 
 @cli.group()
@@ -215,6 +248,23 @@ def _serve(for_seconds: float | None) -> None:
 
 
 def _print_summary(result: pipeline.RunResult) -> None:
+    _print_snapshot_summary(result)
+    analysis = result.analysis
+    if analysis is None:
+        return
+    severities = analysis.findings["severity"].value_counts()
+    counts = ", ".join(f"{severities.get(s, 0)} {s}" for s in ("high", "medium", "low", "info"))
+    actions = analysis.plan.actions
+    click.echo(f"Findings: {len(analysis.findings)} ({counts}).", err=True)
+    click.echo(
+        f"Plan: {len(actions)} actions, {len(analysis.plan.skipped)} skipped "
+        f"(connref-cleanup plan show {result.folder / pipeline.PLAN_FILE}).",
+        err=True,
+    )
+    click.echo(f"Report: {result.folder / 'report.html'}", err=True)
+
+
+def _print_snapshot_summary(result: pipeline.RunResult) -> None:
     meta = result.snapshot.metadata
     envs = result.snapshot.environments
     counts = envs["status"].value_counts().to_dict()

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cleanup.errors import ConfigError
+from cleanup.notify.settings import NotifySettings, ScheduleSettings
+from cleanup.plan import PlanSettings
+from cleanup.rules.settings import ExclusionSettings, HistorySettings, NamingSettings, RulesSettings
 
 PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
 
@@ -100,6 +103,13 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     run: RunSettings = field(default_factory=RunSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
+    naming: NamingSettings = field(default_factory=NamingSettings)
+    exclusions: ExclusionSettings = field(default_factory=ExclusionSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    plan: PlanSettings = field(default_factory=PlanSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:

@@ -1,17 +1,34 @@
-"""The read-only pipeline, stage by stage, writing everything into one run folder."""
+"""The read-only pipeline, stage by stage, writing everything into one run folder.
+
+snapshot ─▶ dependency checks (unused candidates only) ─▶ rules ─▶ consolidate ─▶ plan
+         ─▶ findings files, plan.json, report.html, deployment settings ─▶ owner emails
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+
+from cleanup import __version__
 from cleanup.config import Settings
 from cleanup.connect import open_tenant
+from cleanup.consolidate import Proposals, duplicate_groups, propose
+from cleanup.findings_io import read_findings, write_findings
+from cleanup.history import History, load_history
+from cleanup.plan import Plan, build_plan, describe, load_plan, save_plan
 from cleanup.progress import QUIET, Progress
-from cleanup.snapshot.collect import take_snapshot
+from cleanup.report import ReportHistory, ReportInput, write_deployment_settings, write_report
+from cleanup.report.trend import load_trend
+from cleanup.rules import evaluate_rules, unused_candidates
+from cleanup.snapshot.collect import check_dependencies, take_snapshot
 from cleanup.snapshot.model import Snapshot
-from cleanup.snapshot.store import new_run_folder, save_snapshot
+from cleanup.snapshot.store import load_snapshot, new_run_folder, save_snapshot, write_json
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +37,21 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_FINDINGS = 4
+ACTIONABLE = ("low", "medium", "high")
+PLAN_FILE = "plan.json"
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the pure stages made of a snapshot."""
+
+    findings: pd.DataFrame
+    excluded: pd.DataFrame
+    resolved: pd.DataFrame
+    proposals: Proposals
+    plan: Plan
+    history: History
 
 
 @dataclass(frozen=True)
@@ -28,21 +60,133 @@ class RunResult:
 
     folder: Path
     snapshot: Snapshot
+    analysis: Analysis | None = None
+    deliveries: list[Any] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """Return the documented exit code for this run."""
-        return EXIT_OK if self.snapshot.metadata.get("complete", False) else EXIT_PARTIAL
+        """Return the documented exit code: partial beats findings beats clean."""
+        if not self.snapshot.metadata.get("complete", False):
+            return EXIT_PARTIAL
+        if self.analysis is not None and self.analysis.findings["severity"].isin(ACTIONABLE).any():
+            return EXIT_FINDINGS
+        return EXIT_OK
 
 
 def run_snapshot(settings: Settings, progress: Progress = QUIET) -> RunResult:
-    """Snapshot the tenant into a new run folder."""
+    """Snapshot the tenant into a new run folder (no analysis)."""
     folder = new_run_folder(settings.run.runs_dir)
     with open_tenant(settings) as clients:
         snapshot = take_snapshot(clients, run_id=folder.name, progress=progress)
     save_snapshot(snapshot, folder)
-    meta = snapshot.metadata
-    log.info(
-        "snapshot %s: %s requests in %.1f s", folder, meta["requests"]["total"], meta["seconds"]
-    )
     return RunResult(folder=folder, snapshot=snapshot)
+
+
+def run_once(
+    settings: Settings, progress: Progress = QUIET, *, send_mail: bool = True
+) -> RunResult:
+    """Run the whole read-only pipeline once into a new run folder."""
+    folder = new_run_folder(settings.run.runs_dir)
+    with open_tenant(settings) as clients:
+        snapshot = take_snapshot(clients, run_id=folder.name, progress=progress)
+        candidates = unused_candidates(snapshot)
+        progress.say(f"Asking the platform about {len(candidates)} possibly unused references.")
+        checks = check_dependencies(clients, snapshot, candidates)
+    snapshot = dataclasses.replace(snapshot, dependency_checks=checks)
+    # The clients see the simulator's endpoints when it is on; the run is of the user's config.
+    snapshot.metadata["config_fingerprint"] = settings.fingerprint()
+    save_snapshot(snapshot, folder)
+    analysis = analyse(snapshot, settings, folder)
+    write_outputs(folder, snapshot, analysis, settings)
+    deliveries = notify_owners(folder, settings) if send_mail else []
+    result = RunResult(folder=folder, snapshot=snapshot, analysis=analysis, deliveries=deliveries)
+    write_run_summary(result)
+    progress.say(f"Run folder: {folder}")
+    return result
+
+
+def analyse(snapshot: Snapshot, settings: Settings, folder: Path) -> Analysis:
+    """Rules, history, consolidation and the plan: pure, apart from reading earlier runs."""
+    history = load_history(settings.run.runs_dir, current_run_id=folder.name)
+    results = evaluate_rules(snapshot, settings, history)
+    resolved = history.resolved(results.findings, snapshot, results.excluded)
+    proposals = propose(snapshot, duplicate_groups(snapshot), naming=settings.naming)
+    plan = build_plan(
+        snapshot,
+        proposals,
+        results.findings,
+        settings.plan,
+        run_id=folder.name,
+        config_fingerprint=settings.fingerprint(),
+        now=datetime.now(UTC),
+    )
+    return Analysis(results.findings, results.excluded, resolved, proposals, plan, history)
+
+
+def write_outputs(folder: Path, snapshot: Snapshot, analysis: Analysis, settings: Settings) -> None:
+    """Write findings, plan, report and deployment settings into the run folder."""
+    write_findings(folder, analysis.findings, analysis.excluded)
+    save_plan(analysis.plan, folder / PLAN_FILE)
+    render_run_report(folder, snapshot, analysis, settings)
+
+
+def render_run_report(
+    folder: Path, snapshot: Snapshot, analysis: Analysis, settings: Settings
+) -> Path:
+    """Render ``report.html`` and the deployment settings of one run."""
+    write_deployment_settings(snapshot, folder, analysis.proposals, analysis.plan)
+    history = ReportHistory(
+        resolved=analysis.resolved,
+        trend=load_trend(settings.run.runs_dir, current_run_id=folder.name),
+    )
+    report = ReportInput(
+        snapshot=snapshot,
+        findings=analysis.findings,
+        run_id=folder.name,
+        generated_at=datetime.now(UTC),
+        tool_version=__version__,
+        proposals=analysis.proposals,
+        plan=analysis.plan,
+        plan_lines=describe(analysis.plan),
+        history=history,
+    )
+    return write_report(report, folder)
+
+
+def rerender(folder: Path, settings: Settings) -> Path:
+    """Re-render the report of a past run from its folder (the plan is not rebuilt)."""
+    snapshot = load_snapshot(folder)
+    findings = read_findings(folder)
+    history = load_history(settings.run.runs_dir, current_run_id=folder.name)
+    resolved = history.resolved(findings, snapshot)
+    proposals = propose(snapshot, duplicate_groups(snapshot), naming=settings.naming)
+    plan = load_plan(folder / PLAN_FILE)
+    analysis = Analysis(findings, findings.iloc[0:0], resolved, proposals, plan, history)
+    return render_run_report(folder, snapshot, analysis, settings)
+
+
+def notify_owners(folder: Path, settings: Settings) -> list[Any]:
+    """Send the owner digests of a run when notifications are switched on."""
+    if not settings.notify.enabled or settings.notify.transport == "none":
+        return []
+    from cleanup.notify import notify_run
+
+    return list(notify_run(folder, settings, preview=False))
+
+
+def write_run_summary(result: RunResult) -> None:
+    """Write ``run.json``: counts, exit code and where everything is, for machines."""
+    analysis = result.analysis
+    summary: dict[str, Any] = {
+        "run_id": result.folder.name,
+        "tool_version": __version__,
+        "exit_code": result.exit_code,
+        "complete": result.snapshot.metadata.get("complete", False),
+        "requests": result.snapshot.metadata.get("requests", {}),
+    }
+    if analysis is not None:
+        summary["findings_by_severity"] = analysis.findings["severity"].value_counts().to_dict()
+        summary["findings_by_rule"] = analysis.findings["rule"].value_counts().to_dict()
+        summary["planned_actions"] = len(analysis.plan.actions)
+    summary["deliveries"] = len(result.deliveries)
+    write_json(result.folder / RUN_FILE, summary)

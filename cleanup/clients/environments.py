@@ -19,6 +19,6 @@ def list_environments(http: HttpClient, endpoints: EndpointSettings) -> Iterator
     )
     params = {"api-version": BAP_API_VERSION}
     for page in http.arm_pages(
-        url, scope=endpoints.powerapps_scope, params=params, tag="", table="environments"
+        url, scope=endpoints.powerapps_scope, params=params, tag="(tenant)", table="environments"
     ):
         yield from page

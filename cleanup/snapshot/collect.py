@@ -151,8 +151,13 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def _summarise(failures: Iterable[str]) -> str | None:
-    unique = list(dict.fromkeys(failures))
-    return "; ".join(unique) if unique else None
+    # "flows, owners: access denied ..." rather than the same sentence once per table.
+    by_reason: dict[str, list[str]] = {}
+    for failure in failures:
+        table, _, reason = failure.partition(": ")
+        by_reason.setdefault(reason, []).append(table)
+    parts = [f"{', '.join(tables)}: {reason}" for reason, tables in by_reason.items()]
+    return "; ".join(parts) if parts else None
 
 
 def _progress_line(done: int, total: int, result: EnvironmentResult) -> str:
