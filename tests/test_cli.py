@@ -1,0 +1,91 @@
+"""The command line, tested as a user runs it (click's CliRunner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cleanup.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += all_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("words", all_commands(cli), ids=lambda w: " ".join(w) or "root")
+def test_every_command_has_help(words: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*words, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    summary = result.output.split("\n\n")[1].strip()
+    assert len(summary) > 10, f"{' '.join(words)} has no real description"
+
+
+def test_demo_prints_the_run_folder_last(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    folder = Path(last)
+    assert folder.parent == tmp_path
+    for name in ("report.html", "plan.json", "findings.csv", "findings.json", "run.json"):
+        assert (folder / name).is_file(), name
+    summary = json.loads((folder / "run.json").read_text())
+    assert summary["exit_code"] == 3  # the demo has an environment the app cannot read
+    assert summary["planned_actions"] > 0
+
+
+def test_run_with_shipped_config_exits_partial_and_plan_show_explains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    config.write_text(text.replace('runs_dir = "runs"', f'runs_dir = "{tmp_path / "runs"}"'))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--config", str(config), "run"])
+    assert result.exit_code == 3, result.output
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    shown = runner.invoke(cli, ["plan", "show", str(folder)])
+    assert shown.exit_code == 0, shown.output
+    assert "Would rewire flow" in shown.output
+    assert "Would delete connection reference" in shown.output
+    as_json = runner.invoke(cli, ["plan", "show", "--format", "json", str(folder / "plan.json")])
+    assert json.loads(as_json.output)["format"] == "connref-cleanup-plan"
+    rerendered = runner.invoke(cli, ["--config", str(config), "report", str(folder)])
+    assert rerendered.exit_code == 0, rerendered.output
+    assert (folder / "report.html").stat().st_size > 10_000
+
+
+def test_bad_config_exits_2_with_the_key_named(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[http]\npage_sze = 10\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 2
+    assert "Unknown setting 'http.page_sze'. Did you mean 'page_size'?" in result.output
+
+
+def test_config_check_describes_the_target() -> None:
+    result = CliRunner().invoke(cli, ["--config", str(REPO / "config.toml"), "config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "built-in simulator" in result.output
+
+
+def test_tampered_plan_is_refused(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = Path(runner.invoke(cli, ["demo", "--runs-dir", str(tmp_path)]).stdout.split()[-1])
+    plan = folder / "plan.json"
+    plan.write_text(plan.read_text().replace("rewire", "rewirE", 1), encoding="utf-8")
+    result = runner.invoke(cli, ["plan", "show", str(plan)])
+    assert result.exit_code == 1
+    assert "Error:" in result.output
