@@ -15,7 +15,8 @@ from typing import Any
 
 import msal
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from cleanup.clients.http import VerifyingSession
 from cleanup.config import EndpointSettings, TenantSettings
@@ -148,6 +149,7 @@ def certificate_credential(path: str, password_env: str) -> dict[str, str]:
             "(convert a .pfx with: openssl pkcs12 -in cert.pfx -out cert.pem -nodes)."
         )
     cert_pem = pem[start : pem.find("-----END CERTIFICATE-----", start) + 25]
+    _require_rsa_key(pem, path, os.environ.get(password_env, "") if password_env else "")
     der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(Encoding.DER)
     credential = {
         "private_key": pem,
@@ -157,6 +159,18 @@ def certificate_credential(path: str, password_env: str) -> dict[str, str]:
     if password_env:
         credential["passphrase"] = os.environ.get(password_env, "")
     return credential
+
+
+def _require_rsa_key(pem: str, path: str, password: str) -> None:
+    # Entra ID signs client assertions with RS256 only; an EC key would fail deep inside msal.
+    try:
+        key = load_pem_private_key(pem.encode(), password.encode() or None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"Cannot read the private key in {path}: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(
+            f"The private key in {path} is {type(key).__name__}; Entra ID needs an RSA key."
+        )
 
 
 def _explain(result: dict[str, Any], scope: str) -> str:
