@@ -160,6 +160,8 @@ FINDINGS: Schema = {
     "suggested_fix": STR,
     "group_id": STR,  # duplicate group, when the finding belongs to one
     "extra": STR,  # JSON object with rule-specific facts
+    "first_seen": TIME,  # start of the finding's current streak over the environment's runs
+    "change": STR,  # new | open, against the environment's last complete run; <NA> if none
 }
 
 SNAPSHOT_TABLES: dict[str, Schema] = {

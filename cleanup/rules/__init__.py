@@ -1,0 +1,170 @@
+"""Detection rules: small registered checks over a snapshot, all emitting one findings table.
+
+``run_rules(snapshot, settings, history)`` runs every enabled rule, applies severity overrides,
+stamps history (``first_seen``, ``change``) and sets excluded findings aside. Each rule lives in
+its own module and registers itself with ``@register("kebab-name")``; its docstring's first
+line is the summary users see. ``unused_candidates`` tells the pipeline which references to
+ask the platform about before the rules run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from cleanup import schemas
+from cleanup.errors import ConfigError
+from cleanup.history import History
+from cleanup.rules.base import REGISTRY, Rule, RuleContext, register
+from cleanup.rules.settings import (
+    ExclusionSettings,
+    HistorySettings,
+    NamingSettings,
+    RulesSettings,
+)
+from cleanup.snapshot.model import Snapshot
+
+__all__ = [
+    "REGISTRY",
+    "Rule",
+    "RuleContext",
+    "RuleResults",
+    "check_rule_names",
+    "evaluate_rules",
+    "register",
+    "rule_summaries",
+    "run_rules",
+    "unused_candidates",
+]
+
+SORT = ["environment_id", "rule", "object_id"]
+
+
+@dataclass(frozen=True)
+class RuleResults:
+    """What the rules found, and what exclusions set aside (``exclusions.EXCLUDED``)."""
+
+    findings: pd.DataFrame
+    excluded: pd.DataFrame
+
+
+def check_rule_names(settings: RulesSettings) -> None:
+    """Raise ``ConfigError`` for rule names in ``[rules]`` that no rule is registered under."""
+    named = [("rules.disable", n) for n in settings.disable]
+    named += [("rules.severity", n) for n in settings.severity]
+    for key, name in named:
+        if name not in REGISTRY:
+            close = difflib.get_close_matches(name, list(REGISTRY), n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"'{key}' names an unknown rule {name!r}.{hint} "
+                f"Valid rules: {', '.join(sorted(REGISTRY))}."
+            )
+
+
+def rule_summaries() -> dict[str, str]:
+    """Return every registered rule's name and one-line summary, sorted by name."""
+    return {name: REGISTRY[name].summary() for name in sorted(REGISTRY)}
+
+
+def evaluate_rules(
+    snapshot: Snapshot,
+    settings: Any = None,
+    history: History | None = None,
+    *,
+    now: datetime | None = None,
+) -> RuleResults:
+    """Run the enabled rules and return the kept and the excluded findings."""
+    ctx = make_context(snapshot, settings, history, now=now)
+    check_rule_names(ctx.rules)
+    frames = [
+        _run_one(REGISTRY[name](), ctx)
+        for name in sorted(REGISTRY)
+        if name not in ctx.rules.disable
+    ]
+    findings = pd.concat(frames, ignore_index=True) if frames else None
+    if findings is None or findings.empty:
+        findings = schemas.empty_frame(schemas.FINDINGS)
+    findings = _stamp_history(findings, ctx)
+    kept, excluded = apply_exclusions(findings, ctx, ctx.exclusions)
+    return RuleResults(_tidy(kept), _tidy(excluded))
+
+
+def run_rules(
+    snapshot: Snapshot,
+    settings: Any = None,
+    history: History | None = None,
+    *,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """Run the enabled rules over a snapshot and return the findings (``schemas.FINDINGS``)."""
+    return evaluate_rules(snapshot, settings, history, now=now).findings
+
+
+def make_context(
+    snapshot: Snapshot,
+    settings: Any = None,
+    history: History | None = None,
+    *,
+    now: datetime | None = None,
+) -> RuleContext:
+    """Build the rules' context from ``cleanup.config.Settings`` (missing sections: defaults)."""
+    return RuleContext(
+        snapshot=snapshot,
+        now=now or run_time(snapshot),
+        rules=getattr(settings, "rules", None) or RulesSettings(),
+        naming=getattr(settings, "naming", None) or NamingSettings(),
+        exclusions=getattr(settings, "exclusions", None) or ExclusionSettings(),
+        history_settings=getattr(settings, "history", None) or HistorySettings(),
+        history=history,
+    )
+
+
+def run_time(snapshot: Snapshot) -> datetime:
+    """Return when the snapshot was started (now, when the metadata does not say)."""
+    started = snapshot.metadata.get("started_at")
+    try:
+        return pd.Timestamp(started).tz_convert(UTC).to_pydatetime() if started else _now()
+    except (ValueError, TypeError):
+        return _now()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _run_one(rule: Rule, ctx: RuleContext) -> pd.DataFrame:
+    found = rule.evaluate(ctx)
+    override = ctx.rules.severity.get(rule.name)
+    if override is not None and not found.empty:
+        found = found.assign(severity=override)
+    return schemas.conform(found, schemas.FINDINGS, name=f"findings of rule {rule.name}")
+
+
+def _stamp_history(findings: pd.DataFrame, ctx: RuleContext) -> pd.DataFrame:
+    if ctx.history is not None:
+        return ctx.history.annotate(findings, ctx.now)
+    return findings.assign(first_seen=pd.Timestamp(ctx.now)).astype({"first_seen": schemas.TIME})
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    # A stable order makes the output files diffable and the rules deterministic.
+    return frame.sort_values(SORT, na_position="first", kind="stable").reset_index(drop=True)
+
+
+# Importing the rule modules registers them; they import ``register`` from ``base``.
+from cleanup.rules import (  # noqa: E402, F401
+    broken,
+    cross_solution,
+    duplicate,
+    naming,
+    personal,
+    unbound,
+    unused,
+)
+from cleanup.rules.exclusions import apply_exclusions  # noqa: E402
+from cleanup.rules.unused import unused_candidates  # noqa: E402

@@ -1,0 +1,91 @@
+"""``cross-solution``: a flow in an unmanaged solution uses a reference that solution lacks.
+
+Exporting that solution then ships a flow without its reference, and the solution that does
+carry it (often another team's, or a managed kit such as the CoE Starter Kit) can no longer be
+upgraded or removed cleanly. A deliberate shared "connections" solution is a valid design:
+exclude it in ``[exclusions]`` with that reason.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cleanup.rules.base import (
+    MAX_LISTED,
+    Rule,
+    RuleContext,
+    add_solutions,
+    as_lists,
+    quoted,
+    register,
+    text,
+)
+
+KEY = ["environment_id", "reference_id"]
+
+
+@register("cross-solution")
+class CrossSolutionReference(Rule):
+    """A flow's solution does not carry a reference the flow uses."""
+
+    severity = "low"
+
+    def evaluate(self, ctx: RuleContext) -> pd.DataFrame:
+        """Report references used by flows of unmanaged solutions that do not contain them."""
+        pairs = _missing_pairs(ctx)
+        if pairs.empty:
+            return self.findings(pairs, detail="", suggested_fix="")
+        summary = pairs.groupby(KEY).agg(
+            lacking_solutions=("unique_name", lambda s: sorted(set(s.dropna()))),
+            flows=("flow_label", lambda s: sorted(set(s.dropna()))[:MAX_LISTED]),
+            affected_flows=("flow_id", "nunique"),
+        )
+        summary = summary.assign(
+            lacking_solutions=as_lists(summary["lacking_solutions"]),
+            flows=as_lists(summary["flows"]),
+        )
+        rows = ctx.references.merge(summary.reset_index(), on=KEY)
+        rows = add_solutions(ctx, rows)
+        managed = rows["managed_solutions"].map(bool).astype(bool)
+        severity = pd.Series("low", index=rows.index).mask(managed, "medium")
+        carried = rows["solutions"].apply(lambda v: ", ".join(v) if v else "no solution")
+        lacking = rows["lacking_solutions"].apply(", ".join)
+        detail = (
+            text(rows["affected_flows"])
+            + " flow(s) in solution(s) "
+            + lacking
+            + " use "
+            + quoted(rows["display_name"])
+            + ", which only "
+            + carried
+            + " carries; exporting those solutions leaves the flows without it."
+        )
+        fix = (
+            "Add the reference to " + lacking + ", or point those flows at a reference in "
+            "their own solution."
+        )
+        extra = rows[
+            ["lacking_solutions", "solutions", "managed_solutions", "affected_flows", "flows"]
+        ]
+        return self.findings(rows, detail=detail, suggested_fix=fix, extra=extra, severity=severity)
+
+
+def _missing_pairs(ctx: RuleContext) -> pd.DataFrame:
+    """(reference, flow, solution) where the unmanaged solution holds the flow, not the ref."""
+    mem = ctx.memberships
+    mem = mem.loc[~mem["is_system"]]
+    flow_sols = mem.loc[
+        mem["object_type"].eq("flow") & ~mem["is_managed"].fillna(True).astype(bool),
+        ["environment_id", "object_key", "solution_id", "unique_name"],
+    ].rename(columns={"object_key": "flow_key"})
+    use = ctx.flow_usage.assign(flow_key=ctx.flow_usage["flow_id"].str.lower())
+    use = use.merge(flow_sols, on=["environment_id", "flow_key"])
+    ref_sols = mem.loc[
+        mem["object_type"].eq("reference"), ["environment_id", "object_key", "solution_id"]
+    ]
+    use = use.assign(object_key=use["reference_id"].str.lower())
+    found = use.merge(
+        ref_sols, on=["environment_id", "object_key", "solution_id"], how="left", indicator=True
+    )
+    missing = found.loc[found["_merge"].eq("left_only")]
+    return missing.assign(flow_label=missing["flow_name"].fillna(missing["flow_id"]).astype(object))
