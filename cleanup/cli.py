@@ -147,6 +147,40 @@ def report(ctx: click.Context, run_folder: str) -> None:
     click.echo(str(path))
 
 
+@cli.command("lint-solution")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--settings",
+    "settings_files",
+    multiple=True,
+    help="A pac deployment settings file (or glob) to check against the solution. Repeatable.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["high", "medium", "low"]),
+    default="low",
+    show_default=True,
+    help="Lowest severity that makes the exit code 1 (info notes never do).",
+)
+@click.pass_context
+@handle_errors
+def lint_solution(
+    ctx: click.Context, path: str, fmt: str, settings_files: tuple[str, ...], fail_on: str
+) -> None:
+    """Lint an unpacked solution folder offline (for release pipelines).
+
+    Reports references declared but unused, used but not declared, duplicates, bad names and
+    deployment settings files that miss a reference. Exit code 1 when something is found,
+    2 when the input cannot be read.
+    """
+    from cleanup.lint import main_lint
+
+    config_path = Path(ctx.obj["config_path"])
+    naming = load_settings(config_path).naming if config_path.is_file() else None
+    sys.exit(main_lint(path, settings_files, fmt, naming, fail_on=fail_on))
+
+
 @cli.group()
 def config() -> None:
     """Inspect the configuration."""

@@ -89,3 +89,27 @@ def test_tampered_plan_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["plan", "show", str(plan)])
     assert result.exit_code == 1
     assert "Error:" in result.output
+
+
+def test_lint_solution_gates_on_severity(tmp_path: Path) -> None:
+    solution = tmp_path / "sol"
+    (solution / "Other").mkdir(parents=True)
+    (solution / "Workflows").mkdir()
+    (solution / "Other" / "Customizations.xml").write_text(
+        "<ImportExportXml><connectionreferences>"
+        '<connectionreference connectionreferencelogicalname="hr_Unused">'
+        "<connectionreferencedisplayname>HR – Dataverse – Service Principal"
+        "</connectionreferencedisplayname>"
+        "<connectorid>/providers/Microsoft.PowerApps/apis/shared_commondataserviceforapps"
+        "</connectorid></connectionreference></connectionreferences></ImportExportXml>",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    found = runner.invoke(cli, ["lint-solution", str(solution), "--format", "json"])
+    assert found.exit_code == 1, found.output
+    checks = {f["check"] for f in json.loads(found.stdout)["findings"]}
+    assert "unused" in checks
+    gated = runner.invoke(cli, ["lint-solution", str(solution), "--fail-on", "high"])
+    assert gated.exit_code == 0, gated.output
+    missing = runner.invoke(cli, ["lint-solution", str(tmp_path)])
+    assert missing.exit_code == 2
