@@ -14,7 +14,9 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,10 +26,21 @@ import click
 from cleanup import __version__, pipeline
 from cleanup.config import RunSettings, Settings, SimulatorSettings, load_settings
 from cleanup.errors import CleanupError
+from cleanup.findings_io import read_findings
+from cleanup.notify.settings import NotifySettings
+from cleanup.plan import load_plan
 from cleanup.progress import Progress
+from cleanup.snapshot.store import load_snapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_CONFIG = "config.toml"
+# The demo mails through the in-process simulator's Graph endpoint: captured, never delivered.
+DEMO_NOTIFY = NotifySettings(
+    enabled=True,
+    transport="graph",
+    sender="connref-cleanup@contoso.example",
+    admin_addresses=("admin@contoso.example",),
+)
 
 
 def handle_errors(func: F) -> F:
@@ -86,7 +99,9 @@ def demo(ctx: click.Context, runs_dir: str) -> None:
     Starts the simulator in-process, runs the pipeline, and prints the run folder last.
     """
     settings = Settings(
-        simulator=SimulatorSettings(enabled=True, tenant="demo"), run=RunSettings(runs_dir)
+        simulator=SimulatorSettings(enabled=True, tenant="demo"),
+        run=RunSettings(runs_dir),
+        notify=DEMO_NOTIFY,
     )
     result = pipeline.run_once(settings, ctx.obj["progress"])
     _print_summary(result)
@@ -115,6 +130,91 @@ def run(ctx: click.Context) -> None:
     sys.exit(result.exit_code)
 
 
+@cli.command()
+@click.argument("run_folder", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--preview", is_flag=True, help="Write the messages and say who gets what; send none."
+)
+@click.option("--resend", is_flag=True, help="Send again messages already recorded as sent.")
+@click.pass_context
+@handle_errors
+def notify(ctx: click.Context, run_folder: str, preview: bool, resend: bool) -> None:
+    """Send (or preview) a past run's owner digests and admin summary."""
+    from cleanup.notify.deliver import notify_run, open_transport
+
+    settings = settings_from(ctx)
+    folder = Path(run_folder)
+    snapshot = load_snapshot(folder)
+    findings = read_findings(folder)
+    the_plan = load_plan(folder / pipeline.PLAN_FILE)
+    with (
+        open_tenant_for_mail(settings, preview) as (mail_settings, tokens),
+        open_transport(mail_settings, settings.notify, tokens=tokens) as transport,
+    ):
+        results = notify_run(
+            folder,
+            settings.notify,
+            transport=transport,
+            findings=findings,
+            snapshot=snapshot,
+            plan_steps=pipeline.plan_steps(the_plan),
+            preview=preview,
+            resend_sent=resend,
+            echo=click.echo,
+        )
+    failed = [r for r in results if r.status == "failed"]
+    click.echo(f"{len(results)} messages, {len(failed)} failed.", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@contextmanager
+def open_tenant_for_mail(settings: Settings, preview: bool) -> Iterator[tuple[Settings, Any]]:
+    """Yield settings and tokens for Graph mail (the simulator's when it is on); else no tenant."""
+    if preview or settings.notify.transport != "graph":
+        yield settings, None
+        return
+    from cleanup.connect import open_tenant
+
+    with open_tenant(settings) as clients:
+        yield clients.settings, clients.http.tokens
+
+
+@cli.command("schedule")
+@click.option("--once", is_flag=True, help="Run tonight's job now, once, and exit.")
+@click.pass_context
+@handle_errors
+def schedule_command(ctx: click.Context, once: bool) -> None:
+    """Run the read-only pipeline every night at [schedule] time in [schedule] timezone.
+
+    A failing night is logged and mailed to the admins, and the loop goes on. It never overlaps
+    itself, a manual run or an apply (a file lock), and applies only if [schedule] apply = true.
+    """
+    from cleanup.notify.deliver import failure_mailer
+    from cleanup.scheduler import next_run, nightly_job, run_forever
+
+    settings = settings_from(ctx)
+    job = nightly_job(
+        lambda: pipeline.run_once(settings, ctx.obj["progress"]).exit_code,
+        lambda: unattended_apply(settings),
+        settings.schedule,
+    )
+    if once:
+        sys.exit(job())
+    when = next_run(settings.schedule, datetime.now(UTC))
+    click.echo(f"Next run: {when.isoformat()} ({settings.schedule.timezone}). Ctrl-C stops.")
+    run_forever(
+        job,
+        settings.schedule,
+        lock_file=settings.schedule.lock_path(settings.run.runs_dir),
+        on_failure=failure_mailer(settings, settings.notify) if settings.notify.enabled else None,
+    )
+
+
+def unattended_apply(settings: Settings) -> int:
+    """Apply the newest run's plan without a prompt (only when [schedule] apply = true)."""
+    raise CleanupError("Unattended apply is not available in this version.")
+
+
 @cli.group()
 def plan() -> None:
     """Inspect plans written by `run`."""
@@ -126,7 +226,7 @@ def plan() -> None:
 @handle_errors
 def plan_show(plan_path: str, fmt: str) -> None:
     """Explain a plan in words (PLAN_PATH: a plan.json or the run folder holding it)."""
-    from cleanup.plan import describe, load_plan
+    from cleanup.plan import describe
 
     path = Path(plan_path)
     the_plan = load_plan(path / pipeline.PLAN_FILE if path.is_dir() else path)
@@ -296,6 +396,13 @@ def _print_summary(result: pipeline.RunResult) -> None:
         err=True,
     )
     click.echo(f"Report: {result.folder / 'report.html'}", err=True)
+    if result.deliveries:
+        failed = sum(1 for d in result.deliveries if d.status == "failed")
+        click.echo(
+            f"Emails: {len(result.deliveries)} ({failed} failed), copies in "
+            f"{result.folder / 'emails'}",
+            err=True,
+        )
 
 
 def _print_snapshot_summary(result: pipeline.RunResult) -> None:

@@ -80,7 +80,8 @@ def neutralise(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     """Write ``frame`` as CSV safe to open in a spreadsheet (UTF-8 with BOM, for Excel)."""
-    neutralise(frame).to_csv(path, index=False, encoding="utf-8-sig")
+    # CRLF line ends (RFC 4180) also make the writer quote cells holding a bare CR.
+    neutralise(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
 
 
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -21,7 +21,17 @@ from cleanup.connect import open_tenant
 from cleanup.consolidate import Proposals, duplicate_groups, propose
 from cleanup.findings_io import read_findings, write_findings
 from cleanup.history import History, load_history
-from cleanup.plan import Plan, build_plan, describe, load_plan, save_plan
+from cleanup.lock import run_lock
+from cleanup.notify.settings import NotifySettings
+from cleanup.plan import (
+    DeleteReference,
+    Plan,
+    RewireFlowKey,
+    build_plan,
+    describe,
+    load_plan,
+    save_plan,
+)
 from cleanup.progress import QUIET, Progress
 from cleanup.report import ReportHistory, ReportInput, write_deployment_settings, write_report
 from cleanup.report.trend import load_trend
@@ -86,19 +96,31 @@ def run_once(
     settings: Settings, progress: Progress = QUIET, *, send_mail: bool = True
 ) -> RunResult:
     """Run the whole read-only pipeline once into a new run folder."""
-    folder = new_run_folder(settings.run.runs_dir)
-    with open_tenant(settings) as clients:
-        snapshot = take_snapshot(clients, run_id=folder.name, progress=progress)
-        candidates = unused_candidates(snapshot)
-        progress.say(f"Asking the platform about {len(candidates)} possibly unused references.")
-        checks = check_dependencies(clients, snapshot, candidates)
-    snapshot = dataclasses.replace(snapshot, dependency_checks=checks)
-    # The clients see the simulator's endpoints when it is on; the run is of the user's config.
-    snapshot.metadata["config_fingerprint"] = settings.fingerprint()
-    save_snapshot(snapshot, folder)
-    analysis = analyse(snapshot, settings, folder)
-    write_outputs(folder, snapshot, analysis, settings)
-    deliveries = notify_owners(folder, settings) if send_mail else []
+    with run_lock(settings.schedule.lock_path(settings.run.runs_dir)):
+        folder = new_run_folder(settings.run.runs_dir)
+        with open_tenant(settings) as clients:
+            snapshot = take_snapshot(clients, run_id=folder.name, progress=progress)
+            candidates = unused_candidates(snapshot)
+            progress.say(f"Asking the platform about {len(candidates)} possibly unused references.")
+            checks = check_dependencies(clients, snapshot, candidates)
+            snapshot = dataclasses.replace(snapshot, dependency_checks=checks)
+            # The clients see the simulator's endpoints when it is on; the run is of the config.
+            snapshot.metadata["config_fingerprint"] = settings.fingerprint()
+            save_snapshot(snapshot, folder)
+            analysis = analyse(snapshot, settings, folder)
+            write_outputs(folder, snapshot, analysis, settings)
+            deliveries = (
+                notify_owners(
+                    folder,
+                    clients.settings,
+                    snapshot,
+                    analysis,
+                    settings.notify,
+                    tokens=clients.http.tokens,
+                )
+                if send_mail
+                else []
+            )
     result = RunResult(folder=folder, snapshot=snapshot, analysis=analysis, deliveries=deliveries)
     write_run_summary(result)
     progress.say(f"Run folder: {folder}")
@@ -165,13 +187,52 @@ def rerender(folder: Path, settings: Settings) -> Path:
     return render_run_report(folder, snapshot, analysis, settings)
 
 
-def notify_owners(folder: Path, settings: Settings) -> list[Any]:
-    """Send the owner digests of a run when notifications are switched on."""
-    if not settings.notify.enabled or settings.notify.transport == "none":
-        return []
-    from cleanup.notify import notify_run
+def notify_owners(
+    folder: Path,
+    settings: Settings,
+    snapshot: Snapshot,
+    analysis: Analysis,
+    notify: NotifySettings,
+    *,
+    tokens: Any = None,
+    preview: bool = False,
+) -> list[Any]:
+    """Mail each owner their digest (and the admins a summary) when notifications are on.
 
-    return list(notify_run(folder, settings, preview=False))
+    ``settings`` are those the clients use (the simulator's endpoints in the demo), so Graph
+    mail goes where the snapshot came from; a failed send is recorded, never raised.
+    """
+    if not notify.enabled:
+        return []
+    from cleanup.notify.deliver import notify_run, open_transport
+
+    with open_transport(settings, notify, tokens=tokens) as transport:
+        return notify_run(
+            folder,
+            notify,
+            transport=transport,
+            findings=analysis.findings,
+            snapshot=snapshot,
+            plan_steps=plan_steps(analysis.plan),
+            preview=preview,
+        )
+
+
+def plan_steps(plan: Plan) -> dict[tuple[str, str], list[str]]:
+    """Say, per reference, what the plan would do to it (for the owners' digests)."""
+    steps: dict[tuple[str, str], list[str]] = {}
+    for action in plan.actions:
+        if isinstance(action, RewireFlowKey):
+            key = (action.environment_id, action.from_reference_id)
+            text = f"flow '{action.flow_name}' moves to '{action.to_logical_name}'"
+        elif isinstance(action, DeleteReference):
+            key = (action.environment_id, action.reference_id)
+            text = "deleted once its flows have moved" if action.depends_on else "deleted"
+        else:
+            key = (action.environment_id, getattr(action, "reference_id", ""))
+            text = f"renamed to '{getattr(action, 'to_display_name', '')}'"
+        steps.setdefault(key, []).append(f"{text} (at the next reviewed apply)")
+    return steps
 
 
 def write_run_summary(result: RunResult) -> None:

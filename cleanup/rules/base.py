@@ -220,6 +220,10 @@ class Rule(ABC):
         """Return the one-line user-facing summary of the rule."""
         return (cls.__doc__ or cls.name).strip().splitlines()[0]
 
+    def nothing(self) -> pd.DataFrame:
+        """Return an empty findings table."""
+        return schemas.empty_frame(schemas.FINDINGS)
+
     def findings(
         self,
         rows: pd.DataFrame,

@@ -29,6 +29,8 @@ class BrokenConnection(Rule):
             UNKNOWN_STATUSES
         ).fillna(True)
         rows = refs.loc[bound & (missing | failing)]
+        if rows.empty:
+            return self.nothing()
         rows = rows.merge(ctx.flows_of(rows), how="left").set_axis(rows.index)
         gone = ~rows["conn_exists"].astype(bool)
         severity = pd.Series("medium", index=rows.index).mask(rows["flow_count"].gt(0), "high")

@@ -34,7 +34,7 @@ class CrossSolutionReference(Rule):
         """Report references used by flows of unmanaged solutions that do not contain them."""
         pairs = _missing_pairs(ctx)
         if pairs.empty:
-            return self.findings(pairs, detail="", suggested_fix="")
+            return self.nothing()
         summary = pairs.groupby(KEY).agg(
             lacking_solutions=("unique_name", lambda s: sorted(set(s.dropna()))),
             flows=("flow_label", lambda s: sorted(set(s.dropna()))[:MAX_LISTED]),

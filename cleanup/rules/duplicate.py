@@ -26,7 +26,7 @@ class DuplicateReference(Rule):
         """Report every member of every duplicate group, naming the survivor and why."""
         groups = duplicate_groups(ctx.snapshot)
         if groups.empty:
-            return self.findings(groups, detail="", suggested_fix="")
+            return self.nothing()
         survivors = propose(ctx.snapshot, groups, naming=ctx.naming).survivors
         rows = _members(ctx, groups, survivors)
         connector = connector_display_names(rows["connector"], ctx.naming)

@@ -112,7 +112,7 @@ def connector_display_names(api_names: pd.Series, settings: NamingSettings) -> p
     """Return ``connector_display_name`` for a column of API names."""
     unique = api_names.dropna().unique()
     names = {api: connector_display_name(api, settings.connector_names) for api in unique}
-    return api_names.map(names).fillna("Unknown connector").astype("string")
+    return api_names.map(names).astype("string").fillna("Unknown connector")
 
 
 def _aliases(api_name: str | None, settings: NamingSettings) -> set[str]:
@@ -342,8 +342,10 @@ class BadName(Rule):
         )
         verdicts = _verdicts(frame, ctx.naming)
         rows = refs.join(verdicts).loc[~verdicts["compliant"]]
+        if rows.empty:
+            return self.nothing()
         rows = rows.assign(area=frame["area"])
-        severity = pd.Series("low", index=rows.index).mask(rows["type_lies"], "medium")
+        severity = pd.Series("low", index=rows.index).mask(rows["type_lies"].astype(bool), "medium")
         detail = rows["problems"].apply(" ".join).astype("string")
         fix = _fix(rows)
         extra = rows[["proposed", "problems", "area", "auto_generated", "type_lies"]]

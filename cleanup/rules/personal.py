@@ -28,6 +28,8 @@ class PersonalConnection(Rule):
         """Report references bound to a user connection; high in production environments."""
         refs = ctx.references
         rows = refs.loc[refs["conn_identity"].eq("user").fillna(False)].copy()
+        if rows.empty:
+            return self.nothing()
         skus = {s.lower() for s in ctx.rules.production_skus}
         rows["production"] = rows["sku"].str.lower().isin(skus).fillna(False)
         severity = pd.Series("medium", index=rows.index).mask(rows["production"], "high")

@@ -18,6 +18,8 @@ class UnboundReference(Rule):
         """Report unbound references; high when flows use them (they cannot run)."""
         refs = ctx.references
         rows = refs.loc[refs["connection_id"].isna()]
+        if rows.empty:
+            return self.nothing()
         rows = rows.merge(ctx.flows_of(rows), how="left").set_axis(rows.index)
         used = rows["flow_count"].gt(0)
         severity = pd.Series("low", index=rows.index).mask(used, "high")

@@ -58,6 +58,8 @@ class UnusedReference(Rule):
         """Report answered candidates with zero dependents, with their grace period."""
         cand = _with_checks(ctx)
         rows = cand.loc[cand["answered"] & cand["dependent_count"].eq(0)].copy()
+        if rows.empty:
+            return self.nothing()
         since = unused_since(ctx, rows)
         grace = timedelta(days=ctx.history_settings.grace_days)
         rows["unused_since"] = since

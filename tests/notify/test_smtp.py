@@ -23,6 +23,7 @@ from cleanup.notify.deliver import (
     SmtpTransport,
     compose,
     deliver_all,
+    mail_failure,
     notify_run,
     read_deliveries,
 )
@@ -354,3 +355,27 @@ def test_notify_run_resends_only_what_was_not_sent(
 def test_notify_run_refuses_when_mail_is_off(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="enabled"):
         notify_run(tmp_path, NotifySettings(), echo=lambda _l: None)
+
+
+def test_a_failed_night_is_mailed_to_the_admins(smtp_server: SmtpServer, tmp_path: Path) -> None:
+    settings = make_settings(smtp_port=smtp_server.port)
+    transport = SmtpTransport(settings)
+    result = mail_failure(
+        RuntimeError("token endpoint down"),
+        "Traceback: ...",
+        settings,
+        transport,
+        tmp_path,
+        now=NOW,
+    )
+    transport.close()
+    assert result is not None and result.status == "sent"
+    (received,) = smtp_server.received
+    assert tuple(received.rcpt_tos) == ADMINS
+    assert "Nightly run failed: RuntimeError: token endpoint down" in received.message["Subject"]
+    assert "Traceback: ..." in received.message.get_content()
+    assert (tmp_path / result.file).is_file()
+
+
+def test_failure_mail_is_skipped_when_mail_is_off(tmp_path: Path) -> None:
+    assert mail_failure(ValueError("x"), "", NotifySettings(), None, tmp_path) is None
