@@ -25,6 +25,7 @@ from cleanup.config import HttpSettings
 from cleanup.errors import ApiError, ReadOnlyViolation, ThrottledError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_THROTTLED_RETRIES = 1000  # a guard only; retry_budget_seconds is the real bound
 REQUEST_ID_HEADERS = ("x-ms-service-request-id", "x-ms-request-id", "request-id", "REQ_ID")
 USER_AGENT = "connref-cleanup"
 ODATA_SAFE = "$,'()@:/*=-"
@@ -81,6 +82,9 @@ class HttpClient:
         self.settings = settings
         self.tokens = tokens
         self.session = session or requests.Session()
+        # One pooled connection per possible concurrent request, so none is opened and discarded.
+        pool = settings.parallel_environments * max(settings.concurrency_per_environment, 5)
+        self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=pool))
         # Verification is always on. Passed on every request because requests lets
         # REQUESTS_CA_BUNDLE override a session-level setting, which would drop a configured CA.
         self._verify: str | bool = ca_bundle or True
@@ -154,11 +158,15 @@ class HttpClient:
                     continue
                 if response.status_code not in RETRY_STATUSES:
                     raise api_error(response, method, url)
-                if response.status_code == 429:
+                throttled = response.status_code == 429
+                if throttled:
                     with self._lock:
                         self.usage.throttled += 1
-                if attempt >= self.settings.max_retries:
-                    raise api_error(response, method, url, throttled=response.status_code == 429)
+                # Throttling is the service asking us to wait, not a failure: only the time
+                # budget bounds it. Other errors also have a count limit.
+                limit = MAX_THROTTLED_RETRIES if throttled else self.settings.max_retries
+                if attempt >= limit:
+                    raise api_error(response, method, url, throttled=throttled)
                 delay = self._retry_delay(response, attempt)
             if slept + delay > self.settings.retry_budget_seconds:
                 raise ThrottledError(
