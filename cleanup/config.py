@@ -139,6 +139,9 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
     """Validate a parsed TOML document into ``Settings``."""
     settings = _build(Settings, {k: v for k, v in raw.items() if k != "source"}, prefix="")
     _check_semantics(settings)
+    from cleanup.rules import check_rule_names  # late: the rules package imports this module
+
+    check_rule_names(settings.rules)
     return settings
 
 

@@ -33,6 +33,7 @@ def test_shipped_config_runs_the_demo_tenant() -> None:
         ({"environments": {"include": ["prod", 3]}}, "'environments.include[1]' must be a string"),
         ({"endpoints": {"bap": "http://insecure"}}, "'endpoints.bap' must be an https:// URL"),
         ({"tenant": 3}, "[tenant] must be a table"),
+        ({"rules": {"disable": ["unsued"]}}, "unknown rule 'unsued'. Did you mean 'unused'?"),
     ],
 )
 def test_bad_config_is_named(raw: dict, expected: str) -> None:

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 # Solutions every component belongs to; membership in them says nothing about ownership.
 SYSTEM_SOLUTIONS = frozenset({"default", "active", "basic"})
+DEFAULT_SOLUTION_ID = "fd140aaf-4df4-11dd-bd17-0019b9312238"  # the same in every environment
 ACTIVE_FLOW_STATE = 1
 MAX_LISTED = 20  # flows named in a finding's extra; the count is always complete
+KEY = ["environment_id", "reference_id"]
 R = TypeVar("R", bound="Rule")
 
 
@@ -96,6 +98,7 @@ class RuleContext:
         out["is_system"] = (
             out["unique_name"].str.lower().isin(SYSTEM_SOLUTIONS).fillna(False)
             | out["unique_name"].isna()
+            | out["solution_id"].str.lower().eq(DEFAULT_SOLUTION_ID).fillna(False)
         )
         out["object_key"] = out["object_id"].str.lower()
         return out.drop_duplicates(["environment_id", "solution_id", "object_key"])
@@ -158,29 +161,25 @@ class RuleContext:
         out = out.assign(connection_key=out.pop("connection_id").str.lower(), conn_exists=True)
         return out.drop_duplicates(["environment_id", "connection_key"])
 
-    def solutions_of(self, object_type: str) -> pd.DataFrame:
-        """Return [environment_id, object_key, solutions, managed_solutions] of non-system ones."""
+    @cached_property
+    def reference_solutions(self) -> pd.DataFrame:
+        """[environment_id, object_key, solutions, managed_solutions] of non-system solutions."""
         mem = self.memberships
-        mem = mem.loc[mem["object_type"].eq(object_type) & ~mem["is_system"]]
-        mem = mem.sort_values(["environment_id", "object_key", "unique_name"])
-        managed = mem["unique_name"].where(mem["is_managed"].fillna(False))
-        grouped = mem.assign(managed=managed).groupby(["environment_id", "object_key"])
-        out = grouped.agg(
-            solutions=("unique_name", list),
-            managed_solutions=("managed", lambda s: list(s.dropna())),
+        mem = mem.loc[mem["object_type"].eq("reference") & ~mem["is_system"]]
+        keys = ["environment_id", "object_key"]
+        managed = mem.loc[mem["is_managed"].fillna(False).astype(bool)]
+        out = group_lists(mem, keys, "unique_name", name="solutions")
+        return out.merge(
+            group_lists(managed, keys, "unique_name", name="managed_solutions"), how="left"
         )
-        return out.reset_index()
 
     def flows_of(self, reference_ids: pd.DataFrame) -> pd.DataFrame:
         """Return [environment_id, reference_id, flows] with up to MAX_LISTED flow names each."""
         use = self.flow_usage.merge(
             reference_ids[["environment_id", "reference_id"]].drop_duplicates()
         )
-        use = use.sort_values(["environment_id", "reference_id", "flow_name", "flow_id"])
-        use = use.groupby(["environment_id", "reference_id"]).head(MAX_LISTED)
-        label = use["flow_name"].fillna(use["flow_id"]).astype("string")
-        listed = use.assign(label=label).groupby(["environment_id", "reference_id"])["label"]
-        return as_lists(listed.agg(list)).rename("flows").reset_index()
+        use = use.assign(label=use["flow_name"].fillna(use["flow_id"]))
+        return group_lists(use, KEY, "label", name="flows", limit=MAX_LISTED)
 
 
 REGISTRY: dict[str, type[Rule]] = {}
@@ -257,12 +256,36 @@ class Rule(ABC):
 
 def add_solutions(ctx: RuleContext, rows: pd.DataFrame) -> pd.DataFrame:
     """Add ``solutions`` and ``managed_solutions`` (lists of unique names) to reference rows."""
-    sols = ctx.solutions_of("reference")
+    sols = ctx.reference_solutions
     keyed = rows.assign(object_key=rows["reference_id"].str.lower())
     out = keyed.merge(sols, on=["environment_id", "object_key"], how="left")
     out.index = rows.index
     for col in ("solutions", "managed_solutions"):
         out[col] = as_lists(out[col])
+    return out
+
+
+def group_lists(
+    frame: pd.DataFrame,
+    keys: list[str],
+    column: str,
+    *,
+    name: str | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Return one row per key group with the sorted distinct values of ``column`` as a list."""
+    name = name or column
+    rows = frame.loc[frame[column].notna(), [*keys, column]].drop_duplicates()
+    rows = rows.sort_values([*keys, column], kind="stable")
+    if limit is not None:
+        rows = rows.groupby(keys, sort=False, dropna=False).head(limit)
+    out = rows.drop_duplicates(keys)[keys].reset_index(drop=True)
+    # Rows are sorted by key, so each group is one contiguous slice: split once instead of a
+    # Python aggregation per group (there can be hundreds of thousands of groups).
+    codes = rows.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    chunks = np.split(rows[column].astype(object).to_numpy(), bounds) if len(rows) else []
+    out[name] = pd.Series([chunk.tolist() for chunk in chunks], dtype=object)
     return out
 
 

@@ -15,7 +15,7 @@ from cleanup.rules.base import (
     Rule,
     RuleContext,
     add_solutions,
-    as_lists,
+    group_lists,
     quoted,
     register,
     text,
@@ -35,16 +35,13 @@ class CrossSolutionReference(Rule):
         pairs = _missing_pairs(ctx)
         if pairs.empty:
             return self.nothing()
-        summary = pairs.groupby(KEY).agg(
-            lacking_solutions=("unique_name", lambda s: sorted(set(s.dropna()))),
-            flows=("flow_label", lambda s: sorted(set(s.dropna()))[:MAX_LISTED]),
-            affected_flows=("flow_id", "nunique"),
+        summary = group_lists(pairs, KEY, "unique_name", name="lacking_solutions")
+        summary = summary.merge(
+            group_lists(pairs, KEY, "flow_label", name="flows", limit=MAX_LISTED)
         )
-        summary = summary.assign(
-            lacking_solutions=as_lists(summary["lacking_solutions"]),
-            flows=as_lists(summary["flows"]),
-        )
-        rows = ctx.references.merge(summary.reset_index(), on=KEY)
+        counts = pairs.groupby(KEY)["flow_id"].nunique().rename("affected_flows")
+        summary = summary.merge(counts, left_on=KEY, right_index=True)
+        rows = ctx.references.merge(summary, on=KEY)
         rows = add_solutions(ctx, rows)
         managed = rows["managed_solutions"].map(bool).astype(bool)
         severity = pd.Series("low", index=rows.index).mask(managed, "medium")
@@ -88,4 +85,4 @@ def _missing_pairs(ctx: RuleContext) -> pd.DataFrame:
         ref_sols, on=["environment_id", "object_key", "solution_id"], how="left", indicator=True
     )
     missing = found.loc[found["_merge"].eq("left_only")]
-    return missing.assign(flow_label=missing["flow_name"].fillna(missing["flow_id"]).astype(object))
+    return missing.assign(flow_label=missing["flow_name"].fillna(missing["flow_id"]))

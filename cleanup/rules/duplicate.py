@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cleanup.consolidate import BASIS_SAME_CONNECTION, duplicate_groups, propose
-from cleanup.rules.base import Rule, RuleContext, as_lists, quoted, register, text
+from cleanup.rules.base import Rule, RuleContext, group_lists, quoted, register, text
 from cleanup.rules.naming import connector_display_names
 
 KEY = ["environment_id", "reference_id"]
@@ -78,8 +78,8 @@ class DuplicateReference(Rule):
 def _members(ctx: RuleContext, groups: pd.DataFrame, survivors: pd.DataFrame) -> pd.DataFrame:
     refs = ctx.references.drop(columns=["connector", "connection_id"])
     rows = groups.merge(refs, on=KEY, how="inner")
-    names = rows.sort_values("logical_name").groupby("group_id")["logical_name"].agg(list)
-    rows["members"] = as_lists(rows["group_id"].map(as_lists(names)))
+    names = group_lists(rows, ["group_id"], "logical_name", name="members")
+    rows = rows.merge(names, on="group_id", how="left")
     rows["group_size"] = rows["group_id"].map(rows.groupby("group_id").size()).astype("Int64")
     rows = rows.merge(survivors.drop(columns="environment_id"), on="group_id", how="left")
     rows["is_survivor"] = rows["reference_id"].eq(rows["survivor_id"]).fillna(False).astype(bool)

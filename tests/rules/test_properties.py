@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cleanup import schemas
-from cleanup.rules import evaluate_rules, run_rules, unused_candidates
+from cleanup.rules import run_rules, unused_candidates
 
 ENVS = ["env1", "env2"]
 CONNECTORS = ["shared_commondataserviceforapps", "shared_sharepointonline"]
@@ -118,9 +118,17 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 
 @SETTINGS
 @given(data=st.data())
-def test_findings_conform_and_name_only_known_objects(build, data) -> None:
+def test_invariants_of_the_findings(build, data) -> None:
+    """Conforming rows about known objects; unused only where usage is known; no cross-env group."""
     snap = draw_snapshot(build, data)
     found = run_rules(snap)
+    _conform_and_grounded(found, snap)
+    _unused_only_where_known(found, snap)
+    dup = found.loc[found["rule"].eq("duplicate")]
+    assert (dup.groupby("group_id")["environment_id"].nunique() == 1).all()
+
+
+def _conform_and_grounded(found: pd.DataFrame, snap) -> None:
     assert list(found.columns) == list(schemas.FINDINGS)
     assert {c: str(t) for c, t in found.dtypes.items()} == dict(schemas.FINDINGS)
     assert found["severity"].isin(["info", "low", "medium", "high"]).all()
@@ -135,11 +143,7 @@ def test_findings_conform_and_name_only_known_objects(build, data) -> None:
         assert row.detail and row.suggested_fix
 
 
-@SETTINGS
-@given(data=st.data())
-def test_unused_only_where_usage_is_known(build, data) -> None:
-    snap = draw_snapshot(build, data)
-    found = run_rules(snap)
+def _unused_only_where_known(found: pd.DataFrame, snap) -> None:
     unused = found.loc[found["rule"].eq("unused")]
     complete = snap.complete_environments()
     bad_flow_envs = set(snap.flows.loc[snap.flows["parse_status"].ne("ok"), "environment_id"])
@@ -162,12 +166,3 @@ def test_rules_are_deterministic_whatever_the_row_order(build, data) -> None:
         snap.metadata,
     )
     pd.testing.assert_frame_equal(first, run_rules(shuffled))
-    pd.testing.assert_frame_equal(first, evaluate_rules(snap).findings)
-
-
-@SETTINGS
-@given(data=st.data())
-def test_duplicate_groups_stay_in_one_environment(build, data) -> None:
-    snap = draw_snapshot(build, data)
-    dup = run_rules(snap).query("rule == 'duplicate'")
-    assert (dup.groupby("group_id")["environment_id"].nunique() == 1).all()
