@@ -140,7 +140,8 @@ def _reference_keys(references: pd.DataFrame) -> pd.DataFrame:
     refs = references[["environment_id", "reference_id", "connector", "connection_id"]]
     refs = refs.dropna(subset=["environment_id", "reference_id", "connector"])
     refs = refs.drop_duplicates(["environment_id", "reference_id"])
-    connection = refs["connection_id"].str.strip()
+    # Connection names are matched case-insensitively, as the rules match them.
+    connection = refs["connection_id"].str.strip().str.lower()
     return refs.assign(
         _connector_key=refs["connector"].str.strip().str.lower(),
         _connection_key=connection.mask(connection == ""),
