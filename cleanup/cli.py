@@ -212,7 +212,76 @@ def schedule_command(ctx: click.Context, once: bool) -> None:
 
 def unattended_apply(settings: Settings) -> int:
     """Apply the newest run's plan without a prompt (only when [schedule] apply = true)."""
-    raise CleanupError("Unattended apply is not available in this version.")
+    from cleanup.apply import apply_plan
+
+    runs = sorted(p for p in Path(settings.run.runs_dir).glob("*/plan.json"))
+    if not runs:
+        raise CleanupError("No plan to apply: no run folder holds a plan.json.")
+    return apply_plan(runs[-1], settings, assume_yes=True).exit_code
+
+
+@cli.command()
+@click.argument("plan_path", type=click.Path(exists=True))
+@click.option("--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context, plan_path: str, assume_yes: bool) -> None:
+    """Execute exactly a reviewed plan: rewire flows, then delete leftovers.
+
+    Refuses a plan that was altered or made with another config or version; checks the [apply]
+    limits before the first write; skips what drifted since the plan; journals and backs up
+    every change (undo with `restore`). Without a terminal it needs --yes.
+    """
+    from cleanup.apply import apply_plan
+
+    result = apply_plan(
+        plan_path,
+        settings_from(ctx),
+        assume_yes=assume_yes,
+        interactive=sys.stdin.isatty(),
+        confirm=lambda text: click.confirm(text, default=False),
+        progress=ctx.obj["progress"],
+    )
+    _finish_apply(result)
+
+
+@cli.command()
+@click.argument("run_folder", type=click.Path(exists=True, file_okay=False))
+@click.pass_context
+@handle_errors
+def resume(ctx: click.Context, run_folder: str) -> None:
+    """Finish an interrupted apply from its journal (turns back on flows it left off)."""
+    from cleanup.apply import resume_run
+
+    _finish_apply(resume_run(run_folder, settings_from(ctx), progress=ctx.obj["progress"]))
+
+
+@cli.command()
+@click.argument("run_folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def restore(ctx: click.Context, run_folder: str, assume_yes: bool) -> None:
+    """Put back every object an apply changed, from its backups (refuses objects edited since)."""
+    from cleanup.apply import restore_run
+
+    result = restore_run(
+        run_folder,
+        settings_from(ctx),
+        assume_yes=assume_yes,
+        interactive=sys.stdin.isatty(),
+        confirm=lambda text: click.confirm(text, default=False),
+        progress=ctx.obj["progress"],
+    )
+    _finish_apply(result)
+
+
+def _finish_apply(result: Any) -> None:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
+    click.echo(f"{result.mode}: {counts or 'nothing to do'}. Report: {result.folder}", err=True)
+    for outcome in result.attention:
+        click.echo(f"  ATTENTION: {outcome}", err=True)
+    sys.exit(result.exit_code)
 
 
 @cli.group()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cleanup.apply.settings import ApplySettings
 from cleanup.errors import ConfigError
 from cleanup.notify.settings import NotifySettings, ScheduleSettings
 from cleanup.plan import PlanSettings
@@ -110,6 +111,7 @@ class Settings:
     plan: PlanSettings = field(default_factory=PlanSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    apply: ApplySettings = field(default_factory=ApplySettings)
     source: str = ""  # the file the settings came from, for messages
 
     def fingerprint(self) -> str:

@@ -41,14 +41,20 @@ class TokenProvider:
         self._secret_override = secret
         self._app: msal.ClientApplication | None = None
         self._lock = threading.Lock()
+        self._scope_locks: dict[str, threading.Lock] = {}
 
     def token(self, scope: str) -> str:
         """Return a bearer token for ``scope`` (from msal's cache when still valid)."""
         with self._lock:
             app = self._application()
-            if isinstance(app, msal.ConfidentialClientApplication):
+            scope_lock = self._scope_locks.setdefault(scope, threading.Lock())
+        if isinstance(app, msal.ConfidentialClientApplication):
+            # One lock per scope: a new environment's first token (a network round trip) must
+            # not stall every other environment's requests; msal's token cache is thread-safe.
+            with scope_lock:
                 result = app.acquire_token_for_client(scopes=[scope])
-            else:
+        else:
+            with self._lock:  # device code: one sign-in prompt at a time
                 result = self._device_code_token(app, scope)
         if "access_token" not in result:
             raise AuthError(_explain(result, scope))

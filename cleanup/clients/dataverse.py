@@ -6,8 +6,11 @@ page size and ``@odata.nextLink`` is followed unchanged.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
+
+import requests
 
 from cleanup.clients.http import HttpClient
 from cleanup.errors import ApiError
@@ -30,6 +33,8 @@ USER_COLUMNS = (
 TEAM_COLUMNS = "teamid,name,emailaddress,azureactivedirectoryobjectid,teamtype"
 CLOUD_FLOW_FILTER = "category eq 5 and type eq 1"
 WORKFLOW_COMPONENT_TYPE = 29
+RECORD_NOT_FOUND = "0x80040217"
+ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
 
 class DataverseClient:
@@ -120,3 +125,126 @@ class DataverseClient:
         if not isinstance(value, list):
             raise ApiError("RetrieveDependenciesForDelete answered without a 'value' list", url=url)
         return value
+
+    # -- reads and writes by key (apply) --------------------------------------------------------
+
+    def row_url(self, entity_set: str, row_id: str) -> str:
+        """Return the URL of one row; the id must be a GUID (nothing else reaches the URL)."""
+        try:
+            key = str(uuid.UUID(row_id))
+        except (ValueError, TypeError, AttributeError):
+            raise ApiError(f"Refusing a row key that is not a GUID: {row_id!r}") from None
+        return f"{self.api}{entity_set}({key})"
+
+    def get_row(
+        self, entity_set: str, row_id: str, select: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Read one row by key; return ``(row, etag)``, or ``(None, None)`` if it does not exist."""
+        url = self.row_url(entity_set, row_id)
+        headers = {**ODATA_HEADERS, "Prefer": 'odata.include-annotations="*"'}
+        try:
+            body = self.http.get_json(
+                url,
+                scope=self.scope,
+                tag=self.environment_id,
+                table=entity_set,
+                params={"$select": select},
+                headers=headers,
+            )
+        except ApiError as exc:
+            if is_missing(exc):
+                return None, None
+            raise
+        if not isinstance(body, dict):
+            raise ApiError("The service answered with a row that is not an object", url=url)
+        return body, body.get("@odata.etag")
+
+    def patch(
+        self,
+        entity_set: str,
+        row_id: str,
+        body: dict[str, Any],
+        if_match: str,
+        *,
+        select: str = "",
+    ) -> dict[str, Any] | None:
+        """Update one row only if it still has ``if_match``; return the row written if selected."""
+        headers = _write_headers(if_match)
+        params = None
+        if select:
+            headers["Prefer"] = "return=representation"
+            params = {"$select": select}
+        response = self.http.send(
+            "PATCH",
+            self.row_url(entity_set, row_id),
+            scope=self.scope,
+            tag=self.environment_id,
+            table=entity_set,
+            params=params,
+            headers=headers,
+            json_body=body,
+        )
+        return _optional_json(response)
+
+    def delete(self, entity_set: str, row_id: str, if_match: str) -> None:
+        """Delete one row only if it still has ``if_match``."""
+        self.http.send(
+            "DELETE",
+            self.row_url(entity_set, row_id),
+            scope=self.scope,
+            tag=self.environment_id,
+            table=entity_set,
+            headers=_write_headers(if_match),
+        )
+
+    def create(
+        self,
+        entity_set: str,
+        body: dict[str, Any],
+        solution_unique_name: str | None = None,
+        *,
+        select: str = "",
+    ) -> dict[str, Any] | None:
+        """Create a row (inside a solution when named); return the row created if selected."""
+        headers = dict(ODATA_HEADERS)
+        if solution_unique_name:
+            headers["MSCRM.SolutionUniqueName"] = solution_unique_name
+        params = None
+        if select:
+            headers["Prefer"] = "return=representation"
+            params = {"$select": select}
+        response = self.http.send(
+            "POST",
+            self.api + entity_set,
+            scope=self.scope,
+            tag=self.environment_id,
+            table=entity_set,
+            params=params,
+            headers=headers,
+            json_body=body,
+        )
+        return _optional_json(response)
+
+
+def is_missing(exc: ApiError) -> bool:
+    """Tell whether an error says the row does not exist (not: the URL or org is wrong)."""
+    if exc.status != 404:
+        return False
+    return exc.code == RECORD_NOT_FOUND or "does not exist" in exc.message.lower()
+
+
+def _write_headers(if_match: str) -> dict[str, str]:
+    if not if_match or if_match.strip() == "*":
+        # "*" is no concurrency control at all: every write names the version it read.
+        raise ApiError("Refusing a write without the ETag of the version it was planned on")
+    return {**ODATA_HEADERS, "If-Match": if_match}
+
+
+def _optional_json(response: requests.Response) -> dict[str, Any] | None:
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

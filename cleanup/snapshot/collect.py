@@ -2,17 +2,25 @@
 
 An environment that cannot be read completely is kept and marked ``incomplete`` with the
 reason; the other environments go on. What could not be read is unknown, never "unused".
+
+Cost model (see ``benchmarks/README.md``): one request per page of each table, pages of 5,000
+rows with ``$select``; no request per flow or per reference. Cloud flows are parsed page by
+page as they arrive, and finished environments are turned into columnar DataFrames in batches,
+so neither clientdata documents nor row dictionaries of the whole tenant are ever held at once.
+On an incremental night (``cleanup.snapshot.incremental``) only changed flows are fetched.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cleanup import __version__, schemas
@@ -21,10 +29,34 @@ from cleanup.clients.platform import PlatformClients
 from cleanup.config import EnvironmentSelection
 from cleanup.errors import ApiError, CleanupError
 from cleanup.progress import QUIET, Progress
+from cleanup.shard import Shard, skip_reason
 from cleanup.snapshot import tables
+from cleanup.snapshot.incremental import (
+    FlowBase,
+    FlowRead,
+    SnapshotSettings,
+    find_bases,
+    read_flows_full,
+    read_flows_incremental,
+)
 from cleanup.snapshot.model import Snapshot
 
-TABLES_PER_ENVIRONMENT = 5  # tasks run side by side inside one environment
+TABLES_PER_ENVIRONMENT = 8  # independent reads of one environment, run side by side
+BATCH_ROWS = 50_000  # rows per table buffered before they become a DataFrame
+READ_ERRORS = (CleanupError, ValueError, TypeError, KeyError, AttributeError)
+# Which table a failed read makes unknown, as the environment's status reason names it.
+LABELS = {
+    "flows": "flows",
+    "references": "connection references",
+    "solutions": "solutions",
+    "publishers": "solutions",
+    "components": "solutions",
+    "users": "owners",
+    "teams": "owners",
+    "connections": "connections",
+}
+ROW_TABLES = ("connections", "references", "flows", "usages", "solutions")
+ROW_TABLES += ("solution_components", "owners")
 
 
 @dataclass
@@ -34,31 +66,76 @@ class EnvironmentResult:
     row: dict[str, Any]
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # stored rows reused as is
+    info: dict[str, Any] = field(default_factory=dict)  # mode and flow counts, for metadata
+
+    def count(self, table: str) -> int:
+        """Rows of ``table`` in this result, parsed and reused."""
+        frame = self.frames.get(table)
+        return len(self.rows.get(table, [])) + (0 if frame is None else len(frame))
 
 
-def take_snapshot(clients: PlatformClients, *, run_id: str, progress: Progress = QUIET) -> Snapshot:
-    """Snapshot every selected environment of the tenant."""
+def settings_of(settings: Any) -> SnapshotSettings:
+    """The ``[snapshot]`` settings, or the defaults when the config has no such section."""
+    found = getattr(settings, "snapshot", None)
+    return found if isinstance(found, SnapshotSettings) else SnapshotSettings()
+
+
+def take_snapshot(
+    clients: PlatformClients,
+    *,
+    run_id: str,
+    progress: Progress = QUIET,
+    shard: Shard | None = None,
+    full: bool = False,
+    snapshot_settings: SnapshotSettings | None = None,
+) -> Snapshot:
+    """Snapshot every selected environment of the tenant (of this shard, when sharded).
+
+    Environments whose last snapshot (under ``run.runs_dir``) is complete are read
+    incrementally unless ``full`` is set or a periodic full refresh is due; the settings are
+    ``snapshot_settings``, else ``settings.snapshot``, else the defaults.
+    """
     settings = clients.settings
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
     env_rows = [tables.environment_row(item) for item in clients.environments()]
-    selected = select_environments(env_rows, settings.environments)
+    selected = select_environments(env_rows, settings.environments, shard=shard)
     todo = [row for row in selected if row["status"] == "pending"]
-    progress.say(f"Found {len(env_rows)} environments; reading {len(todo)}.")
+    bases = find_bases(
+        settings.run.runs_dir,
+        [row["environment_id"] for row in todo],
+        run_id=run_id,
+        settings=snapshot_settings or settings_of(settings),
+        tool_version=__version__,
+        full=full,
+    )
+    incremental = sum(isinstance(b, FlowBase) for b in bases.values())
+    progress.say(
+        f"Found {len(env_rows)} environments; reading {len(todo)}"
+        + (f" ({incremental} incrementally)." if incremental else ".")
+    )
     results = [EnvironmentResult(row) for row in selected if row["status"] != "pending"]
+    sinks = {name: TableSink(name) for name in ROW_TABLES}
     workers = max(1, min(settings.http.parallel_environments, len(todo)))
     with ThreadPoolExecutor(workers, thread_name_prefix="env") as pool:
-        futures = [pool.submit(snapshot_environment, clients, row) for row in todo]
-        for done, future in enumerate(futures, 1):
+        futures = [
+            pool.submit(snapshot_environment, clients, row, base=bases.get(row["environment_id"]))
+            for row in todo
+        ]
+        for done, future in enumerate(as_completed(futures), 1):
             result = future.result()
-            results.append(result)
             progress.say(_progress_line(done, len(todo), result))
-    snapshot = _assemble(results, clients, run_id, started_at, time.monotonic() - started)
-    return snapshot
+            _drain(result, sinks)
+            results.append(result)
+    order = {row["environment_id"]: i for i, row in enumerate(selected)}
+    results.sort(key=lambda r: order[r.row["environment_id"]])
+    frames = {name: _in_order(sink.frame(), order) for name, sink in sinks.items()}
+    return _assemble(results, frames, clients, run_id, started_at, started, shard)
 
 
 def select_environments(
-    rows: list[dict[str, Any]], selection: EnvironmentSelection
+    rows: list[dict[str, Any]], selection: EnvironmentSelection, *, shard: Shard | None = None
 ) -> list[dict[str, Any]]:
     """Mark each environment ``pending`` (to read) or ``skipped`` with the reason."""
     include = {s.lower() for s in selection.include}
@@ -76,66 +153,194 @@ def select_environments(
             reason = f"SKU {row.get('sku')} not in environments.skus"
         elif not row["has_dataverse"] and selection.skip_without_dataverse:
             reason = "no Dataverse database: it cannot hold connection references"
+        elif shard is not None and not shard.owns(str(row["environment_id"])):
+            reason = skip_reason(str(row["environment_id"]), shard.count)
         out.append({**row, "status": "skipped" if reason else "pending", "status_reason": reason})
     return out
 
 
-def snapshot_environment(clients: PlatformClients, env_row: dict[str, Any]) -> EnvironmentResult:
-    """Read every table of one environment; failures make it incomplete, never fatal."""
+def snapshot_environment(
+    clients: PlatformClients, env_row: dict[str, Any], *, base: FlowBase | str | None = None
+) -> EnvironmentResult:
+    """Read every table of one environment; failures make it incomplete, never fatal.
+
+    ``base`` is the environment's stored flows to read incrementally against, or the reason
+    it is read in full (``None``: a full read).
+    """
     started = time.monotonic()
     env_id = env_row["environment_id"]
     dv = clients.dataverse(env_row["instance_url"], env_id)
     result = EnvironmentResult(dict(env_row))
-    tasks: dict[str, Callable[[], dict[str, list[dict[str, Any]]]]] = {
-        "flows": lambda: _read_flows(dv),
-        "connection references": lambda: {
-            "references": [tables.reference_row(env_id, r) for r in dv.connection_references()]
-        },
-        "solutions": lambda: _read_solutions(dv, result),
-        "owners": lambda: {"owners": tables.owner_rows(env_id, dv.system_users(), dv.teams())},
-        "connections": lambda: {
-            "connections": [tables.connection_row(env_id, c) for c in clients.connections(env_id)]
-        },
+    flow_base = base if isinstance(base, FlowBase) else None
+    tasks: dict[str, Callable[[], Any]] = {
+        "flows": lambda: _read_flows(dv, flow_base),
+        "references": lambda: [tables.reference_row(env_id, r) for r in dv.connection_references()],
+        "solutions": dv.solutions,
+        "publishers": dv.publishers,
+        "components": lambda: _read_components(dv),
+        "users": dv.system_users,
+        "teams": dv.teams,
+        "connections": lambda: [
+            tables.connection_row(env_id, c) for c in clients.connections(env_id)
+        ],
     }
+    answers: dict[str, Any] = {}
     with ThreadPoolExecutor(TABLES_PER_ENVIRONMENT, thread_name_prefix=f"{env_id[:8]}") as pool:
         futures = {name: pool.submit(task) for name, task in tasks.items()}
         for name, future in futures.items():
             try:
-                result.rows.update(future.result())
-            except (CleanupError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                answers[name] = future.result()
+            except READ_ERRORS as exc:
                 # Wrong shapes count as unreadable data, never as "nothing there".
-                result.failures.append(f"{name}: {describe_failure(exc)}")
+                _fail(result, LABELS[name], exc)
+    _collect(result, answers, flow_base, base)
     result.row["status"] = "incomplete" if result.failures else "complete"
     result.row["status_reason"] = _summarise(result.failures)
     result.row["seconds"] = round(time.monotonic() - started, 3)
     return result
 
 
-def _read_flows(dv: DataverseClient) -> dict[str, list[dict[str, Any]]]:
-    flows: list[dict[str, Any]] = []
-    usages: list[dict[str, Any]] = []
-    for page in dv.cloud_flow_pages():
-        for row in page:
-            flow, uses = tables.flow_rows(dv.environment_id, row)
-            flows.append(flow)
-            usages.extend(uses)
-        page.clear()  # let each page's clientdata go as soon as it is parsed
-    return {"flows": flows, "usages": usages}
+def _read_flows(dv: DataverseClient, base: FlowBase | None) -> FlowRead:
+    if base is None:
+        return read_flows_full(dv, tables.flow_rows)
+    return read_flows_incremental(dv, base, tables.flow_rows)
 
 
-def _read_solutions(dv: DataverseClient, result: EnvironmentResult) -> dict[str, list]:
-    env_id = dv.environment_id
-    solutions = tables.solution_rows(env_id, dv.solutions(), dv.publishers())
+def _read_components(dv: DataverseClient) -> tuple[int | None, list[dict[str, Any]] | None]:
     ref_type = dv.reference_component_type()
-    result.row["reference_component_type"] = ref_type
-    types = [WORKFLOW_COMPONENT_TYPE] + ([ref_type] if ref_type is not None else [])
-    components = tables.component_rows(env_id, dv.solution_components(types), ref_type)
     if ref_type is None:
+        return None, None
+    return ref_type, dv.solution_components([WORKFLOW_COMPONENT_TYPE, ref_type])
+
+
+def _collect(
+    result: EnvironmentResult,
+    answers: dict[str, Any],
+    flow_base: FlowBase | None,
+    base: FlowBase | str | None,
+) -> None:
+    """Map the answers of the table reads into snapshot rows, recording what failed."""
+    env_id = result.row["environment_id"]
+    steps: dict[str, Callable[[], None]] = {
+        "flows": lambda: _collect_flows(result, answers["flows"], flow_base, base),
+        "references": lambda: result.rows.update(references=answers["references"]),
+        "solutions": lambda: result.rows.update(
+            solutions=tables.solution_rows(env_id, answers["solutions"], answers["publishers"])
+        ),
+        "components": lambda: _collect_components(result, *answers["components"]),
+        "users": lambda: result.rows.update(
+            owners=tables.owner_rows(env_id, answers["users"], answers["teams"])
+        ),
+        "connections": lambda: result.rows.update(connections=answers["connections"]),
+    }
+    needs = {"solutions": ("solutions", "publishers"), "users": ("users", "teams")}
+    for name, step in steps.items():
+        if all(part in answers for part in needs.get(name, (name,))):
+            try:
+                step()
+            except READ_ERRORS as exc:
+                _fail(result, LABELS[name], exc)
+
+
+def _collect_flows(
+    result: EnvironmentResult, read: FlowRead, flow_base: FlowBase | None, base: Any
+) -> None:
+    result.rows["flows"], result.rows["usages"] = read.flows, read.usages
+    if read.reused_flows is not None:
+        result.frames["flows"] = read.reused_flows
+    if read.reused_usages is not None:
+        result.frames["usages"] = read.reused_usages
+    result.info.update(read.info)
+    if flow_base is None:
+        reason = base if isinstance(base, str) and base else "full read"
+    elif read.reused_flows is None:
+        reason = "so many flows changed that a full read costs fewer requests"
+    else:
+        result.info.update(
+            mode="incremental",
+            base_run=flow_base.run_id,
+            nights_since_full=flow_base.nights_since_full + 1,
+        )
+        return
+    result.info.update(mode="full", full_reason=reason, nights_since_full=0)
+
+
+def _collect_components(
+    result: EnvironmentResult, ref_type: int | None, rows: list[dict[str, Any]] | None
+) -> None:
+    result.row["reference_component_type"] = ref_type
+    if ref_type is None or rows is None:
         raise ApiError(
             "No solution component type for connectionreference "
             "(solutioncomponentdefinitions): solution membership of references is unknown"
         )
-    return {"solutions": solutions, "solution_components": components}
+    result.rows["solution_components"] = tables.component_rows(
+        result.row["environment_id"], rows, ref_type
+    )
+
+
+def _fail(result: EnvironmentResult, label: str, exc: BaseException) -> None:
+    message = f"{label}: {describe_failure(exc)}"
+    if message not in result.failures:
+        result.failures.append(message)
+
+
+class TableSink:
+    """One snapshot table's rows, turned into DataFrames in batches as environments finish."""
+
+    def __init__(self, name: str, batch_rows: int = BATCH_ROWS) -> None:
+        self.name = name
+        self.batch_rows = batch_rows
+        self._rows: list[dict[str, Any]] = []
+        self._frames: list[pd.DataFrame] = []
+        self._lock = threading.Lock()
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer rows; convert the buffer to a DataFrame once it holds a batch."""
+        with self._lock:
+            self._rows.extend(rows)
+            if len(self._rows) < self.batch_rows:
+                return
+            batch, self._rows = self._rows, []
+        frame = tables_frame(self.name, batch)
+        with self._lock:
+            self._frames.append(frame)
+
+    def add_frame(self, frame: pd.DataFrame) -> None:
+        """Add rows that are already a conforming DataFrame (reused from a stored snapshot)."""
+        if not frame.empty:
+            with self._lock:
+                self._frames.append(frame)
+
+    def frame(self) -> pd.DataFrame:
+        """Every row added so far, as one conforming DataFrame."""
+        with self._lock:
+            rows, frames = self._rows, list(self._frames)
+        if rows or not frames:
+            frames.append(tables_frame(self.name, rows))
+        if len(frames) == 1:
+            return frames[0]
+        return pd.concat(frames, ignore_index=True)
+
+
+def _drain(result: EnvironmentResult, sinks: dict[str, TableSink]) -> None:
+    # Hand the environment's rows to the sinks and drop them here: the result keeps counts only.
+    for name, rows in result.rows.items():
+        sinks[name].add_rows(rows)
+    for name, frame in result.frames.items():
+        sinks[name].add_frame(frame)
+    result.rows, result.frames = {}, {}
+
+
+def _in_order(frame: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
+    # Environments finish in any order; sort by the admin API's order for stable output.
+    if frame.empty:
+        return frame
+    position = frame["environment_id"].map(order).to_numpy(dtype="float64", na_value=np.inf)
+    index = np.argsort(position, kind="stable")
+    if (index[1:] > index[:-1]).all():
+        return frame.reset_index(drop=True)
+    return frame.take(index).reset_index(drop=True)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -155,44 +360,45 @@ def _summarise(failures: Iterable[str]) -> str | None:
     by_reason: dict[str, list[str]] = {}
     for failure in failures:
         table, _, reason = failure.partition(": ")
-        by_reason.setdefault(reason, []).append(table)
+        if table not in by_reason.setdefault(reason, []):
+            by_reason[reason].append(table)
     parts = [f"{', '.join(tables)}: {reason}" for reason, tables in by_reason.items()]
     return "; ".join(parts) if parts else None
 
 
 def _progress_line(done: int, total: int, result: EnvironmentResult) -> str:
     row = result.row
-    flows = len(result.rows.get("flows", []))
-    refs = len(result.rows.get("references", []))
+    flows, refs = result.count("flows"), result.count("references")
     state = row["status"] if row["status"] == "complete" else f"INCOMPLETE ({row['status_reason']})"
-    return f"[{done}/{total}] {row['display_name']}: {refs} references, {flows} flows, {state}"
+    mode = " (incremental)" if result.info.get("mode") == "incremental" else ""
+    return (
+        f"[{done}/{total}] {row['display_name']}: {refs} references, {flows} flows{mode}, {state}"
+    )
 
 
 def _assemble(
     results: list[EnvironmentResult],
+    frames: dict[str, pd.DataFrame],
     clients: PlatformClients,
     run_id: str,
     started_at: str,
-    seconds: float,
+    started: float,
+    shard: Shard | None,
 ) -> Snapshot:
     usage = clients.http.usage
     for result in results:
         env_id = result.row["environment_id"]
         result.row["requests"] = usage.requests.get(env_id, 0)
         result.row.setdefault("seconds", 0.0)
-    collected: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        for name, rows in result.rows.items():
-            collected.setdefault(name, []).extend(rows)
-    frames = {name: tables_frame(name, rows) for name, rows in collected.items()}
     frames["environments"] = tables_frame("environments", [r.row for r in results])
+    modes = [r.info.get("mode") for r in results if r.info.get("mode")]
     metadata = {
         "tool_version": __version__,
         "config_fingerprint": clients.settings.fingerprint(),
         "run_id": run_id,
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(),
-        "seconds": round(seconds, 3),
+        "seconds": round(time.monotonic() - started, 3),
         "requests": {
             "total": sum(usage.requests.values()),
             "by_environment": dict(usage.requests),
@@ -206,11 +412,15 @@ def _assemble(
                 "reason": r.row.get("status_reason"),
                 "requests": r.row["requests"],
                 "seconds": r.row["seconds"],
+                **r.info,
             }
             for r in results
         },
+        "modes": {mode: modes.count(mode) for mode in sorted(set(modes))},
         "complete": all(r.row["status"] != "incomplete" for r in results),
     }
+    if shard is not None:
+        metadata["shard"] = {"index": shard.index, "count": shard.count}
     return Snapshot.from_tables(frames, metadata)
 
 
@@ -226,22 +436,33 @@ def check_dependencies(
 
     Only the candidates are asked, so the cost grows with what might be deleted, not with the
     tenant. A failed question leaves the reference's usage unknown (``checked`` false).
+    Environments are checked in parallel like the snapshot reads them, and the candidates of
+    one environment side by side within its concurrency allowance.
     """
     if candidates.empty:
         return schemas.empty_frame(schemas.DEPENDENCY_CHECKS)
     envs = snapshot.environments.set_index("environment_id")
-    jobs = [
-        (
-            env_id,
-            ref_id,
-            envs.at[env_id, "instance_url"],
-            envs.at[env_id, "reference_component_type"],
-        )
-        for env_id, ref_id in candidates[["environment_id", "reference_id"]].itertuples(index=False)
-    ]
-    workers = min(32, len(jobs), clients.settings.http.parallel_environments * 4)
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="deps") as pool:
-        rows = list(pool.map(lambda job: _dependency_row(clients, *job), jobs))
+    by_env: dict[str, list[tuple[int, str]]] = {}
+    pairs = candidates[["environment_id", "reference_id"]].itertuples(index=False)
+    for position, (env_id, ref_id) in enumerate(pairs):
+        by_env.setdefault(env_id, []).append((position, ref_id))
+    http = clients.settings.http
+    rows: list[dict[str, Any]] = [{}] * len(candidates)
+
+    def check_environment(env_id: str) -> None:
+        url, ref_type = envs.at[env_id, "instance_url"], envs.at[env_id, "reference_component_type"]
+        jobs = by_env[env_id]
+        workers = max(1, min(len(jobs), http.concurrency_per_environment))
+        with ThreadPoolExecutor(workers, thread_name_prefix="deps") as pool:
+            answers = pool.map(
+                lambda job: _dependency_row(clients, env_id, job[1], url, ref_type), jobs
+            )
+            for (position, _), row in zip(jobs, answers, strict=True):
+                rows[position] = row
+
+    workers = max(1, min(http.parallel_environments, len(by_env)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="deps-env") as pool:
+        list(pool.map(check_environment, by_env))
     return tables_frame("dependency_checks", rows)
 
 
