@@ -19,6 +19,7 @@ on, verify; so one object is never faster than its chain).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
@@ -194,7 +197,8 @@ def one_run(args: argparse.Namespace, concurrency: int, root: Path) -> dict[str,
         )
         cpu = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        result = apply_plan(run.folder, settings, assume_yes=True, apply_settings=limits)
+        with timed_fsync() as fsyncs:
+            result = apply_plan(run.folder, settings, assume_yes=True, apply_settings=limits)
         wall = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         stats = sim.call("stats")
@@ -220,10 +224,49 @@ def one_run(args: argparse.Namespace, concurrency: int, root: Path) -> dict[str,
             (cpu_after.ru_utime - cpu.ru_utime) + (cpu_after.ru_stime - cpu.ru_stime), 2
         ),
         "latency_bound_seconds": round(latency_bound, 2),
+        "server_seconds": round(stats["server_ms"] / 1000, 2),
+        "server_ms_per_request_beyond_latency": round(
+            stats["server_ms"] / max(1, requests) - args.latency_ms, 2
+        ),
+        "fsyncs": fsyncs["count"],
+        "fsync_seconds": round(fsyncs["seconds"], 2),
+        "phase_seconds": phase_seconds(result.folder / "journal.jsonl"),
         "wall_over_latency_bound": round(wall / latency_bound, 2) if latency_bound else None,
         "flows_on_before": flows_on_before,
         "flows_on_after": stats["flows_on"],
         "references_left": stats["references"],
+    }
+
+
+@contextlib.contextmanager
+def timed_fsync() -> Iterator[dict[str, float]]:
+    """Count and time every fsync the apply makes (journal records, backups, directories)."""
+    figures = {"count": 0, "seconds": 0.0}
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        started = time.perf_counter()
+        real(fd)
+        figures["count"] += 1
+        figures["seconds"] += time.perf_counter() - started
+
+    os.fsync = fsync  # type: ignore[assignment]
+    try:
+        yield figures
+    finally:
+        os.fsync = real  # type: ignore[assignment]
+
+
+def phase_seconds(journal: Path) -> dict[str, float]:
+    """Seconds per phase (flows, deletes), from the journal's own timestamps."""
+    marks = []
+    for line in journal.read_text().splitlines():
+        record = json.loads(line)
+        if record["event"] in ("phase", "finished"):
+            marks.append((record.get("step") or "end", datetime.fromisoformat(record["ts"])))
+    return {
+        name: round((marks[i + 1][1] - when).total_seconds(), 2)
+        for i, (name, when) in enumerate(marks[:-1])
     }
 
 
@@ -257,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                         "latency_bound_seconds",
                         "wall_over_latency_bound",
                         "client_cpu_seconds",
+                        "fsync_seconds",
+                        "server_ms_per_request_beyond_latency",
                         "throttled",
                         "exit_code",
                     )

@@ -467,6 +467,8 @@ class FlowJob:
         still_wrong = self.writer.make_safe(was_on)
         if still_wrong:
             return self._all(LEFT_OFF, f"{reason}; {still_wrong}")
+        if status == LEFT_OFF:
+            status = FAILED  # make_safe managed to turn it on after all
         turned = "; the flow was turned back on" if self.unit.trail.did("turn-off") else ""
         return self._all(status, reason + (turned if was_on else ""))
 

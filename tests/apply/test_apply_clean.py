@@ -20,6 +20,7 @@ from tests.apply.conftest import (
     without,
     writes,
 )
+from tests.conftest import SECRET
 
 
 def test_clean_apply_changes_exactly_the_plan(demo: Demo) -> None:
@@ -111,6 +112,10 @@ def test_journal_backups_and_reports_are_written(demo: Demo) -> None:
     html = (folder / "apply-report.html").read_text()
     assert "Everything in scope is done" in html and "<script" not in html
     assert (folder / "plan.json").read_bytes() == (demo.run_folder / "plan.json").read_bytes()
+    for path in folder.rglob("*"):  # no secret and no token ever reaches the apply's files
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data and b"Bearer" not in data and b"eyJ" not in data
 
 
 def test_a_second_apply_of_the_same_plan_writes_nothing(demo: Demo) -> None:
