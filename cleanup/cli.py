@@ -280,7 +280,7 @@ def _finish_apply(result: Any) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts().items()))
     click.echo(f"{result.mode}: {counts or 'nothing to do'}. Report: {result.folder}", err=True)
     for outcome in result.attention:
-        click.echo(f"  ATTENTION: {outcome}", err=True)
+        click.echo(f"  ATTENTION {outcome.status}: {outcome.name}: {outcome.reason}", err=True)
     sys.exit(result.exit_code)
 
 

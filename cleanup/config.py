@@ -117,7 +117,10 @@ class Settings:
     def fingerprint(self) -> str:
         """Return a stable hash of every setting, recorded in run metadata and plans."""
         data = dataclasses.asdict(self)
-        data.pop("source", None)
+        # Only what shapes the findings and the plan: widening [apply] limits, or changing
+        # mail or schedule, must not invalidate a plan that was already reviewed.
+        for key in ("source", "apply", "notify", "schedule"):
+            data.pop(key, None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -91,7 +91,6 @@ class ApplyResult:
     requests: dict[str, int] = field(default_factory=dict)
     who: dict[str, Any] = field(default_factory=dict)
 
-    @property
     def counts(self) -> dict[str, int]:
         """Return the number of outcomes per status."""
         return dict(Counter(o.status for o in self.outcomes))
@@ -124,7 +123,7 @@ class ApplyResult:
             "exit_code": self.exit_code,
             "interrupted": self.interrupted,
             "planned": self.planned,
-            "counts": self.counts,
+            "counts": self.counts(),
             "requests": self.requests,
             "attention": [o.to_dict() for o in self.attention],
             "outcomes": [o.to_dict() for o in self.outcomes],

@@ -55,7 +55,7 @@ def _context(result: ApplyResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "exit_code": result.exit_code,
         "planned": result.planned,
-        "counts": sorted(result.counts.items()),
+        "counts": sorted(result.counts().items()),
         "requests": result.requests,
         "outcomes": result.outcomes,
         "tool_version": __version__,
@@ -75,7 +75,7 @@ def report_message(result: ApplyResult, settings: Settings, prefix: str) -> Emai
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = notify.sender
     msg["To"] = ", ".join(notify.admin_addresses)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "nothing"
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts().items())) or "nothing"
     flag = "ATTENTION: " if result.attention else ""
     prefix_text = " ".join(notify.subject_prefix.split())
     msg["Subject"] = f"{prefix_text} {flag}{TITLES.get(result.mode, prefix)}: {counts}".strip()

@@ -54,6 +54,7 @@ from cleanup.apply.session import (
     apply_section,
     ask_on_terminal,
     lock_path,
+    question,
     stop_on_signals,
     who,
 )
@@ -147,7 +148,7 @@ def _restore_folder(
                     break
                 _restore_one(ctx, environments[item.environment_id], item)
         result = _result(ctx, header, clients, items, started)
-        journal.append("finished", counts=result.counts, exit_code=result.exit_code)
+        journal.append("finished", counts=result.counts(), exit_code=result.exit_code)
     return result
 
 
@@ -218,7 +219,7 @@ def _ask(
         f"reference(s) their old name back and put back {count['restore-flow']} flow(s).",
         "Objects edited since the apply are refused, not overwritten.",
     ]
-    if not (confirm or ask_on_terminal)(lines):
+    if not (confirm or ask_on_terminal)(question(lines, "Restore these objects?")):
         raise ApplyCancelled("Restore cancelled; nothing was changed.")
 
 

@@ -57,7 +57,9 @@ from cleanup.snapshot.tables import environment_row
 PLAN_FILE = "plan.json"
 APPLY_PREFIX = "apply-"
 STAMP = "%Y%m%dT%H%M%SZ"
-Confirm = Callable[[list[str]], bool]
+# Shown the whole text (what will happen, then the question); returns the answer.
+Confirm = Callable[[str], bool]
+APPLY_QUESTION = "Apply these changes?"
 
 
 def apply_plan(
@@ -159,7 +161,7 @@ class _Run:
         result = self._result(clients, interrupted)
         self.journal.append(
             "interrupted" if interrupted else "finished",
-            counts=result.counts,
+            counts=result.counts(),
             exit_code=result.exit_code,
             requests=result.requests,
         )
@@ -315,16 +317,19 @@ def ask(
         )
     deletes = "deletes allowed" if limits.allow_delete else "no deletes"
     lines = [*describe(plan), f"Limits: {limits.max_actions_per_run} actions per run, {deletes}."]
-    if not (confirm or ask_on_terminal)(lines):
+    if not (confirm or ask_on_terminal)(question(lines, APPLY_QUESTION)):
         raise ApplyCancelled("Apply cancelled; nothing was changed.")
 
 
-def ask_on_terminal(lines: list[str]) -> bool:
-    """Show what will happen and ask on the terminal; only "y" or "yes" agrees."""
-    for line in lines:
-        print(line)
+def question(lines: list[str], ask: str) -> str:
+    """The confirmation text: what will happen, one item a line, then the question."""
+    return "\n".join([*lines, "", ask])
+
+
+def ask_on_terminal(text: str) -> bool:
+    """Show the text and ask on the terminal; only "y" or "yes" agrees."""
     try:
-        answer = input("Apply these changes? [y/N] ")
+        answer = input(f"{text} [y/N] ")
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")

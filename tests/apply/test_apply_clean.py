@@ -196,9 +196,9 @@ def test_restore_asks_unless_yes_and_refuses_without_a_terminal(demo: Demo) -> N
     with pytest.raises(ApplyRefused, match="--yes"):
         demo.restore(assume_yes=False, interactive=False)
     with pytest.raises(ApplyCancelled):
-        demo.restore(assume_yes=False, interactive=True, confirm=lambda lines: False)
+        demo.restore(assume_yes=False, interactive=True, confirm=lambda text: False)
     assert writes(demo.sim) == [] and server_state(demo.sim.tenant) == state
-    restored = demo.restore(assume_yes=False, interactive=True, confirm=lambda lines: True)
+    restored = demo.restore(assume_yes=False, interactive=True, confirm=lambda text: True)
     assert restored.exit_code == 0
 
 

@@ -315,9 +315,9 @@ def test_a_rename_is_applied_verified_and_restored(demo: Demo) -> None:
     custom_plan(demo, [action])
     ref = next(r for r in demo.hr.references if r.logical_name == "hr_PayrollSQL")
 
-    assert demo.apply().counts == {"done": 1}
+    assert demo.apply().counts() == {"done": 1}
     assert ref.display_name == new_name
-    assert demo.apply().counts == {"already-done": 1}
+    assert demo.apply().counts() == {"already-done": 1}
 
     restored = demo.restore()
     assert [(o.kind, o.status) for o in restored.outcomes] == [("rename-back", "done")]

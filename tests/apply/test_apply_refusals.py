@@ -124,21 +124,23 @@ def test_an_environment_can_be_allowed_by_id(demo: Demo) -> None:
 
 
 def test_a_declined_prompt_writes_nothing(demo: Demo) -> None:
-    shown: list[list[str]] = []
+    shown: list[str] = []
 
-    def decline(lines: list[str]) -> bool:
-        shown.append(lines)
+    def decline(text: str) -> bool:
+        shown.append(text)
         return False
 
     with pytest.raises(ApplyCancelled, match="cancelled"):
         demo.apply(assume_yes=False, interactive=True, confirm=decline)
     assert_nothing_written(demo)
-    assert any(line.lstrip().startswith("Would rewire flow") for line in shown[0])
-    assert any("Would delete connection reference" in line for line in shown[0])
+    lines = shown[0].splitlines()
+    assert any(line.lstrip().startswith("Would rewire flow") for line in lines)
+    assert any("Would delete connection reference" in line for line in lines)
+    assert lines[-1] == "Apply these changes?"
 
 
 def test_an_accepted_prompt_applies(demo: Demo) -> None:
-    result = demo.apply(assume_yes=False, interactive=True, confirm=lambda lines: True)
+    result = demo.apply(assume_yes=False, interactive=True, confirm=lambda text: True)
     assert result.exit_code == 0
 
 
@@ -148,13 +150,13 @@ def test_without_a_terminal_and_without_yes_apply_refuses(demo: Demo) -> None:
     assert_nothing_written(demo)
 
 
-def test_the_default_prompt_reads_the_terminal(
-    demo: Demo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+def test_the_default_prompt_reads_the_terminal(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "no")
     with pytest.raises(ApplyCancelled):
         demo.apply(assume_yes=False, interactive=True)
-    assert "Would delete connection reference" in capsys.readouterr().out
+    assert "Would delete connection reference" in prompts[0]
+    assert prompts[0].endswith("Apply these changes? [y/N] ")
     assert_nothing_written(demo)
 
 
