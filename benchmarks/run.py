@@ -4,22 +4,25 @@
                              [--analysis-rows 1000000] [--json figures.json]
 
 Starts the simulator (its own process by default, see ``simproc.py``) with a generated tenant,
-the platform's service protection limits on and a per-request latency; runs the job's stages
-(snapshot, dependency checks of unused candidates, save, analysis, report) timing each; then
-measures the bounds and runs the naive reference client (``naive.py``) on the same tenant.
+the platform's service protection limits on and a per-request latency; runs the job's stages as
+``pipeline.run_once`` does (snapshot, dependency checks of the unused candidates, save, analysis,
+findings, plan, report), timing each and recording the peak RSS after each; then measures the
+bounds and runs the naive reference client (``naive.py``) on the same tenant.
 
-Bounds (see README.md for the reasoning):
+Bounds (README.md explains them):
 
-* requests: per environment, ``ceil(rows / page)`` per table read, at least one per table, plus
-  the tenant's environment list pages, plus one dependency check per unused candidate (the API
-  has no collection form of RetrieveDependenciesForDelete);
-* concurrency: requests x latency / the parallelism the configured pools and the per-environment
-  limit allow (plus the unavoidable sequential round trips);
-* physical: the time this machine needs to receive the same responses (same URLs, same headers,
-  keep-alive, latency switched off) and ``json.loads`` them: the response bodies and the
-  clientdata JSON documents inside them (P2), and the bodies alone (P1).
+* requests: per environment, ``ceil(rows / page)`` per table read and at least one per table,
+  plus the tenant's environment list pages, plus one dependency check per unused candidate (the
+  API has no collection form of RetrieveDependenciesForDelete);
+* concurrency: requests x latency / the parallelism that the configured pools and the platform's
+  52 concurrent requests per environment allow, or the unavoidable sequential round trips;
+* physical: the time this machine needs to receive the very same responses (same URLs and
+  headers, keep-alive connections, latency switched off) and ``json.loads`` them: the bodies and
+  the clientdata JSON documents inside them (P2), or the bodies alone (P1).
 
-The last line is ``RESULT requests_ratio=... wall_ratio=... naive_speedup=... peak_rss_mb=...``.
+Snapshot and dependency checks are sequential stages, so each bound is the sum over the two of
+the larger of its concurrency and physical bounds. The last line printed is
+``RESULT requests_ratio=... wall_ratio=... naive_speedup=... peak_rss_mb=...``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -59,15 +63,17 @@ from cleanup.config import (  # noqa: E402
     Settings,
     TenantSettings,
 )
-from cleanup.pipeline import analyse, write_outputs  # noqa: E402
+from cleanup.findings_io import write_findings  # noqa: E402
+from cleanup.pipeline import PLAN_FILE, analyse, render_run_report  # noqa: E402
+from cleanup.plan import save_plan  # noqa: E402
 from cleanup.rules import unused_candidates  # noqa: E402
 from cleanup.snapshot.collect import (  # noqa: E402
     TABLES_PER_ENVIRONMENT,
     check_dependencies,
-    take_snapshot,  # noqa: E402
+    take_snapshot,
 )
 from cleanup.snapshot.model import Snapshot  # noqa: E402
-from cleanup.snapshot.store import new_run_folder, save_snapshot  # noqa: E402
+from cleanup.snapshot.store import load_snapshot, new_run_folder, save_snapshot  # noqa: E402
 
 SECRET_ENV = "CONNREF_BENCH_SECRET"
 SIZES: dict[str, dict[str, Any]] = {
@@ -77,7 +83,10 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 NAIVE_ENVIRONMENTS = {"small": None, "large": 8, "huge": 8}  # None: all of them
 VOLATILE = {"requests", "seconds"}
-SEQUENTIAL_ROUND_TRIPS = 2  # per environment: component type, then solution components
+# Round trips no amount of parallelism removes: token discovery and the first token, the
+# environment list (its pages), an environment's token, then its component type followed by
+# its solution components.
+SEQUENTIAL_ROUND_TRIPS = 5
 
 
 # -- the simulator, in its own process or in this one -------------------------------------------
@@ -172,32 +181,62 @@ def bench_settings(sim: Any, runs_dir: Path, http: HttpSettings) -> Settings:
     return Settings(tenant=tenant, endpoints=endpoints, http=http, run=RunSettings(str(runs_dir)))
 
 
-def run_night(settings: Settings, *, full: bool = False, analysis: bool = True) -> dict[str, Any]:
-    """One run of the read-only pipeline's stages (as ``pipeline.run_once``), timed one by one."""
+class Stages:
+    """Wall time and peak RSS (so far) after each stage of a night."""
+
+    def __init__(self, mark: Callable[[str], None] | None = None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
+        self._mark = mark or (lambda stage: None)
+        self._last = time.perf_counter()
+        self._mark("start")
+
+    def done(self, stage: str) -> None:
+        """Close ``stage``."""
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self.peak_rss_mb[stage] = peak_rss_mb()
+        self._mark(stage)
+        self._last = time.perf_counter()
+
+
+def peak_rss_mb() -> float:
+    """The peak resident set of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_night(
+    settings: Settings,
+    *,
+    full: bool = False,
+    analysis: bool = True,
+    mark: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """One night of the read-only pipeline, stage by stage as ``pipeline.run_once`` runs them."""
     folder = new_run_folder(settings.run.runs_dir)
     clients = build_clients(settings)
-    cpu0, t0 = _cpu(), time.perf_counter()
+    stages = Stages(mark)
+    cpu = _cpu()
     snapshot = take_snapshot(clients, run_id=folder.name, full=full)
-    t1 = time.perf_counter()
-    snapshot_cpu = _cpu() - cpu0
+    snapshot_cpu = _cpu() - cpu
+    stages.done("snapshot")
     candidates = unused_candidates(snapshot)
     checks = check_dependencies(clients, snapshot, candidates)
-    t2 = time.perf_counter()
+    stages.done("dependency_checks")
     snapshot = dataclasses.replace(snapshot, dependency_checks=checks)
     save_snapshot(snapshot, folder)
-    t3 = time.perf_counter()
-    times = {"snapshot": t1 - t0, "dependency_checks": t2 - t1, "save": t3 - t2}
+    stages.done("save")
     if analysis:
-        result = analyse(snapshot, settings, folder)
-        t4 = time.perf_counter()
-        write_outputs(folder, snapshot, result, settings)
-        times.update(analyse=t4 - t3, report=time.perf_counter() - t4)
+        analysed = analyse(snapshot, settings, folder)
+        stages.done("analyse")
+        write_outputs_timed(folder, snapshot, analysed, settings, stages)
     usage = clients.http.usage
     return {
         "folder": folder,
         "snapshot": snapshot,
         "candidates": candidates,
-        "seconds": times,
+        "seconds": stages.seconds,
+        "peak_rss_mb_after": stages.peak_rss_mb,
         "snapshot_cpu": snapshot_cpu,
         "requests": sum(usage.requests.values()),
         "snapshot_requests": snapshot.metadata["requests"]["total"],
@@ -207,6 +246,18 @@ def run_night(settings: Settings, *, full: bool = False, analysis: bool = True) 
         "throttled": usage.throttled,
         "modes": snapshot.metadata.get("modes", {}),
     }
+
+
+def write_outputs_timed(
+    folder: Path, snapshot: Snapshot, analysed: Any, settings: Settings, stages: Stages
+) -> None:
+    """``pipeline.write_outputs``, one stage at a time."""
+    write_findings(folder, analysed.findings, analysed.excluded)
+    stages.done("findings")
+    save_plan(analysed.plan, folder / PLAN_FILE)
+    stages.done("plan")
+    render_run_report(folder, snapshot, analysed, settings)
+    stages.done("report")
 
 
 def _cpu() -> float:
@@ -221,7 +272,7 @@ def concurrency_bound(
     """Seconds the pools and the per-environment limit (52) allow at this latency."""
     per_env = min(http.concurrency_per_environment, TABLES_PER_ENVIRONMENT, 52)
     parallel = max(1, min(http.parallel_environments, environments) * per_env)
-    chain = (env_pages + SEQUENTIAL_ROUND_TRIPS) * latency_s
+    chain = (env_pages - 1 + SEQUENTIAL_ROUND_TRIPS) * latency_s
     return max(requests_count * latency_s / parallel, chain)
 
 
@@ -231,8 +282,9 @@ def dependency_bound(
     """Seconds the dependency checks need at least (one round trip each, same limits)."""
     if not candidates:
         return 0.0
-    workers = min(candidates, http.parallel_environments * http.concurrency_per_environment, 64)
-    return math.ceil(candidates / max(1, min(workers, environments * 52))) * latency_s
+    per_env = min(http.concurrency_per_environment, 52)
+    parallel = max(1, min(http.parallel_environments, environments) * per_env)
+    return max(candidates * latency_s / parallel, latency_s)
 
 
 def physical_bound(
@@ -255,29 +307,27 @@ def physical_bound(
         jobs.append((url, scope, headers))
     for scope in {job[1] for job in jobs}:
         tokens.token(scope)  # tokens are not part of receiving the bytes
-    received = Counter[str]()
+    received: Counter[str] = Counter()
     parse_seconds = [0.0] * threads
+    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
         session = requests.Session()
-        for url, scope, headers in jobs[n::threads]:
-            # verify per request: a session-level CA would lose to REQUESTS_CA_BUNDLE
-            body = session.get(
-                url,
-                headers={"Authorization": f"Bearer {tokens.token(scope)}", **headers},
-                verify=settings.endpoints.ca_bundle,
-            ).content
-            started = time.thread_time()
-            doc = json.loads(body)
-            if inner:
-                for row in doc.get("value", []) if isinstance(doc, dict) else []:
-                    text = row.get("clientdata") if isinstance(row, dict) else None
-                    if isinstance(text, str) and text:
-                        with contextlib.suppress(ValueError):
-                            json.loads(text)
-            parse_seconds[n] += time.thread_time() - started
-            received["bytes"] += len(body)
-            received["requests"] += 1
+        try:
+            for url, scope, headers in jobs[n::threads]:
+                # verify per request: a session-level CA would lose to REQUESTS_CA_BUNDLE
+                body = session.get(
+                    url,
+                    headers={"Authorization": f"Bearer {tokens.token(scope)}", **headers},
+                    verify=settings.endpoints.ca_bundle,
+                ).content
+                started = time.thread_time()
+                parse(body, inner)
+                parse_seconds[n] += time.thread_time() - started
+                received["bytes"] += len(body)
+                received["requests"] += 1
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
 
     sim.call("latency", ms=0)
     try:
@@ -289,7 +339,9 @@ def physical_bound(
             thread.join()
         seconds = time.perf_counter() - started
     finally:
-        sim.call("latency", ms=settings_latency(sim))
+        sim.call("latency", ms=sim.hello["latency_ms"])
+    if errors:
+        raise errors[0]
     return {
         "threads": threads,
         "inner": inner,
@@ -300,12 +352,19 @@ def physical_bound(
     }
 
 
-def settings_latency(sim: Any) -> float:
-    """The latency the benchmark runs at (restored after the physical measurement)."""
-    return float(sim.hello.get("latency_ms", 0.0))
+def parse(body: bytes, inner: bool) -> None:
+    """``json.loads`` a response body and, with ``inner``, every clientdata document in it."""
+    doc = json.loads(body)
+    if not inner or not isinstance(doc, dict):
+        return
+    for row in doc.get("value") or []:
+        text = row.get("clientdata") if isinstance(row, dict) else None
+        if isinstance(text, str) and text:
+            with contextlib.suppress(ValueError):
+                json.loads(text)
 
 
-# -- comparisons ----------------------------------------------------------------------------------
+# -- comparisons and the analysis at scale ------------------------------------------------------
 def differing_tables(one: Snapshot, two: Snapshot) -> list[str]:
     """Names of the tables that differ between two snapshots (row order and timing aside)."""
     differ = []
@@ -338,33 +397,81 @@ def tile_snapshot(snapshot: Snapshot, min_usages: int) -> Snapshot:
     return Snapshot.from_tables(tables, dict(snapshot.metadata))
 
 
-def analysis_benchmark(snapshot: Snapshot, settings: Settings, rows: int) -> dict[str, Any]:
-    """Time analysis and report on a snapshot tiled to ``rows`` usage rows."""
-    big = tile_snapshot(snapshot, rows)
-    with tempfile.TemporaryDirectory(prefix="connref-analysis-") as runs:
-        local = dataclasses.replace(settings, run=RunSettings(runs))
-        folder = new_run_folder(runs)
-        t0 = time.perf_counter()
-        result = analyse(big, local, folder)
-        t1 = time.perf_counter()
-        write_outputs(folder, big, result, local)
-        t2 = time.perf_counter()
-    return {
+def analysis_child(folder: str, rows: int) -> dict[str, Any]:
+    """In a child process: analysis and outputs of the snapshot in ``folder`` tiled to ``rows``."""
+    big = tile_snapshot(load_snapshot(folder), rows)
+    gc.collect()
+    result: dict[str, Any] = {
         "usages": len(big.usages),
         "flows": len(big.flows),
         "references": len(big.references),
         "environments": len(big.environments),
-        "findings": len(result.findings),
-        "analyse_seconds": t1 - t0,
-        "report_seconds": t2 - t1,
-        "total_seconds": t2 - t0,
+        "peak_rss_mb_before": peak_rss_mb(),
     }
+    with tempfile.TemporaryDirectory(prefix="connref-analysis-") as runs:
+        settings = Settings(run=RunSettings(runs))
+        out = new_run_folder(runs)
+        stages = Stages()
+        analysed = analyse(big, settings, out)
+        stages.done("analyse")
+        write_outputs_timed(out, big, analysed, settings, stages)
+        result.update(
+            findings=len(analysed.findings),
+            seconds=stages.seconds,
+            peak_rss_mb_after=stages.peak_rss_mb,
+            total_seconds=sum(stages.seconds.values()),
+            report_mb=(out / "report.html").stat().st_size / 1024 / 1024,
+        )
+    return result
+
+
+def analysis_benchmark(
+    folder: Path, rows: int, *, timeout_s: float, memory_limit_mb: float
+) -> dict[str, Any]:
+    """Run ``analysis_child`` in a child process, stopped at a time or memory limit."""
+    command = [sys.executable, __file__, "--analysis-of", str(folder), "--analysis-rows", str(rows)]
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    peak = 0.0
+    outcome = "finished"
+    while child.poll() is None:
+        peak = max(peak, _rss_of(child.pid))
+        if peak > memory_limit_mb:
+            outcome = f"stopped: resident memory passed {memory_limit_mb:.0f} MiB"
+        elif time.perf_counter() - started > timeout_s:
+            outcome = f"stopped: still running after {timeout_s:.0f} s"
+        else:
+            time.sleep(0.5)
+            continue
+        child.kill()
+        break
+    output, _ = child.communicate()
+    seconds = time.perf_counter() - started
+    if outcome == "finished" and child.returncode == 0 and output.strip():
+        return {"outcome": outcome, **json.loads(output.strip().splitlines()[-1])}
+    if outcome == "finished":
+        outcome = f"failed with exit code {child.returncode}"
+    return {"outcome": outcome, "seconds_until_stopped": seconds, "peak_rss_mb_seen": peak}
+
+
+def _rss_of(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
 
 
 # -- the benchmark --------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; print the figures and the RESULT line; return the figures."""
     args = parse_args(argv)
+    if args.analysis_of:
+        figures = analysis_child(args.analysis_of, args.analysis_rows)
+        print(json.dumps(figures))
+        return figures
     size = SIZES[args.size]
     http = HttpSettings(
         parallel_environments=args.parallel_environments,
@@ -384,12 +491,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
         "setup_seconds": time.perf_counter() - started,
     }
-    runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="connref-bench-"))
-    try:
-        settings = bench_settings(sim, runs_dir, http)
+    with contextlib.ExitStack() as stack:
+        stack.callback(sim.close)
+        runs_dir = args.runs_dir or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="connref-bench-")
+        )
+        settings = bench_settings(sim, Path(runs_dir), http)
         figures.update(benchmark(sim, settings, args))
-    finally:
-        sim.close()
     report(figures)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str), encoding="utf-8")
@@ -402,21 +510,20 @@ def say(message: str) -> None:
 
 
 def benchmark(sim: Any, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """Night one, bounds, naive client, optional incremental night and 1M-row analysis."""
+    """Night one, bounds, naive client, optional incremental night and the analysis at scale."""
     out: dict[str, Any] = {}
-    say("night 1: snapshot, dependency checks, analysis, report")
+    marks: dict[str, int] = {}
     latency = args.latency_ms / 1000.0
-    log_start = sim.call("log_length")
-    night = run_night(settings)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    log_end = sim.call("log_length")
-    served = sim.call("summary", since=log_start)
+    say("night 1: snapshot, dependency checks, save, analysis, findings, plan, report")
+    night = run_night(settings, mark=lambda stage: marks.update({stage: sim.call("log_length")}))
+    served = sim.call("summary", since=marks["start"])
     bound = sim.call("bound", page_size=settings.http.page_size)
     snapshot = night["snapshot"]
     candidates = len(night["candidates"])
     read_envs = int((snapshot.environments["status"] != "skipped").sum())
     env_pages = bound["by_table"].get("environments", 1)
-    api_seconds = night["seconds"]["snapshot"] + night["seconds"]["dependency_checks"]
+    seconds = night["seconds"]
+    api_seconds = seconds["snapshot"] + seconds["dependency_checks"]
     conc = concurrency_bound(
         night["snapshot_requests"], read_envs, settings.http, latency, env_pages
     )
@@ -425,6 +532,7 @@ def benchmark(sim: Any, settings: Settings, args: argparse.Namespace) -> dict[st
         key: night[key]
         for key in (
             "seconds",
+            "peak_rss_mb_after",
             "snapshot_cpu",
             "requests",
             "snapshot_requests",
@@ -442,39 +550,57 @@ def benchmark(sim: Any, settings: Settings, args: argparse.Namespace) -> dict[st
         references=len(snapshot.references),
         complete=snapshot.metadata.get("complete"),
         api_seconds=api_seconds,
-        peak_rss_mb=peak_rss,
+        peak_rss_mb=max(night["peak_rss_mb_after"].values()),
+        snapshot_peak_rss_mb=night["peak_rss_mb_after"]["snapshot"],
     )
     out["served"] = served
     out["lower_bound"] = {
         "paging": bound,
         "dependency_checks": candidates,
         "requests": bound["total"] + candidates,
-        "concurrency_seconds": conc + conc_deps,
+        "concurrency_seconds": {"snapshot": conc, "dependency_checks": conc_deps},
     }
-    say(f"night 1 done in {api_seconds:.1f} s (API stages); measuring the physical bound")
-    physical = []
-    for threads, inner in ((1, True), (4, True), (4, False), (1, False)):
-        physical.append(physical_bound(sim, settings, log_start, log_end, threads, inner))
-    p2 = min(p["seconds"] for p in physical if p["inner"])
-    p1 = min(p["seconds"] for p in physical if not p["inner"])
-    out["physical"] = {"runs": physical, "p2_seconds": p2, "p1_seconds": p1}
-    bound_seconds = max(conc + conc_deps, p2)
+    say(f"night 1 took {api_seconds:.1f} s in the API stages; measuring the physical bound")
+    phases = {
+        "snapshot": (marks["start"], marks["snapshot"]),
+        "dependency_checks": (marks["snapshot"], marks["dependency_checks"]),
+    }
+    physical: dict[str, Any] = {}
+    for phase, (since, until) in phases.items():
+        for inner in (True, False):
+            run = physical_bound(sim, settings, since, until, args.physical_threads, inner)
+            physical[f"{phase}_{'p2' if inner else 'p1'}"] = run
+    out["physical"] = physical
+    bounds = {}
+    for variant in ("p2", "p1"):
+        bounds[variant] = max(conc, physical[f"snapshot_{variant}"]["seconds"]) + max(
+            conc_deps, physical[f"dependency_checks_{variant}"]["seconds"]
+        )
     out["ratios"] = {
         "requests_ratio": night["requests"] / out["lower_bound"]["requests"],
         "snapshot_requests_ratio": night["snapshot_requests"] / bound["total"],
-        "wall_ratio": api_seconds / bound_seconds,
-        "wall_ratio_p1": api_seconds / max(conc + conc_deps, p1),
-        "bound_seconds": bound_seconds,
+        "wall_ratio": api_seconds / bounds["p2"],
+        "wall_ratio_p1": api_seconds / bounds["p1"],
+        "snapshot_wall_ratio": seconds["snapshot"] / max(conc, physical["snapshot_p2"]["seconds"]),
+        "snapshot_wall_ratio_p1": seconds["snapshot"]
+        / max(conc, physical["snapshot_p1"]["seconds"]),
+        "bound_seconds": bounds["p2"],
+        "bound_seconds_p1": bounds["p1"],
     }
     say("naive client")
     out["naive"] = run_naive(sim, settings, night, args, api_seconds)
     out["simulator_rusage"] = sim.call("rusage")
     if args.incremental:
         say("incremental night, then a full night to compare")
-        out["incremental"] = incremental_nights(sim, settings, night, args)
+        out["incremental"] = incremental_nights(sim, settings, night, args, bound)
     if args.analysis_rows:
-        say(f"analysis and report of {args.analysis_rows} usage rows")
-        out["analysis"] = analysis_benchmark(snapshot, settings, args.analysis_rows)
+        say(f"analysis and outputs of {args.analysis_rows} usage rows (child process)")
+        out["analysis"] = analysis_benchmark(
+            night["folder"],
+            args.analysis_rows,
+            timeout_s=args.analysis_timeout,
+            memory_limit_mb=args.analysis_memory_mb,
+        )
     return out
 
 
@@ -489,9 +615,8 @@ def run_naive(
     readable = envs.loc[envs["status"] != "skipped", "environment_id"].tolist()
     limit = min(limit or len(readable), len(readable))
     candidates: dict[str, list[str]] = {}
-    for env_id, ref_id in night["candidates"][["environment_id", "reference_id"]].itertuples(
-        index=False
-    ):
+    pairs = night["candidates"][["environment_id", "reference_id"]].itertuples(index=False)
+    for env_id, ref_id in pairs:
         candidates.setdefault(env_id, []).append(ref_id)
     log_start = sim.call("log_length")
     result = naive.run_naive(
@@ -524,7 +649,11 @@ def run_naive(
 
 
 def incremental_nights(
-    sim: Any, settings: Settings, first: dict[str, Any], args: argparse.Namespace
+    sim: Any,
+    settings: Settings,
+    first: dict[str, Any],
+    args: argparse.Namespace,
+    bound: dict[str, Any],
 ) -> dict[str, Any]:
     """Change a share of the flows, run an incremental night, then a full one to compare."""
     changes = sim.call("change", fraction=args.changed, seed=args.seed)
@@ -532,15 +661,23 @@ def incremental_nights(
     second = run_night(settings, analysis=False)
     served = sim.call("summary", since=log_start)
     full = run_night(settings, full=True, analysis=False)
-    bound = sim.call("bound", page_size=settings.http.page_size)
     listing = sim.call("listing_bound", page_size=settings.http.page_size)
-    differ = differing_tables(second["snapshot"], full["snapshot"])
+    # The flows page of each environment becomes an id listing, plus one page of changed flows
+    # in each environment that has any (fewer than a page of them, at 1 %).
+    expected = (
+        bound["total"]
+        - bound["by_table"]["workflows"]
+        + listing
+        + changes.get("environments_changed", 0)
+    )
     return {
         "changes": changes,
         "modes": second["modes"],
         "snapshot_requests": second["snapshot_requests"],
+        "snapshot_requests_bound": expected,
         "snapshot_bytes": second["snapshot_bytes"],
         "snapshot_seconds": second["seconds"]["snapshot"],
+        "snapshot_peak_rss_mb": second["peak_rss_mb_after"]["snapshot"],
         "by_table": second["by_table"],
         "throttled": served["throttled"],
         "full_snapshot_requests": full["snapshot_requests"],
@@ -549,34 +686,27 @@ def incremental_nights(
         "first_snapshot_seconds": first["seconds"]["snapshot"],
         "listing_requests_bound": listing,
         "full_requests_bound": bound["total"],
-        "tables_differing_from_full": differ,
+        "tables_differing_from_full": differing_tables(second["snapshot"], full["snapshot"]),
     }
 
 
 def machine() -> dict[str, Any]:
     """This machine, for the figures table."""
-    memory = ""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    except OSError:
-        pass
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
+    info: dict[str, Any] = {
         "nproc": os.cpu_count(),
-        "memory": memory,
-        "cpu": cpu,
         "python": sys.version.split()[0],
         "platform": sys.platform,
     }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory"] = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    return info
 
 
 def report(figures: dict[str, Any]) -> None:
@@ -588,7 +718,7 @@ def report(figures: dict[str, Any]) -> None:
     print(f"   latency {figures['latency_ms']} ms, limits on, simulator {figures['simulator']}")
     print(f"   machine {figures['machine']}")
     print(f"   http {figures['http']}")
-    print("\nrequests per table        ours   lower bound   naive (est.)")
+    print("\nrequests per table              ours  lower bound  naive (est.)")
     tables = sorted(set(night["by_table"]) | set(bound["paging"]["by_table"]))
     naive_tables = naive_figures["by_table"]
     scale = naive_figures["environments_total"] / max(1, naive_figures["environments_measured"])
@@ -600,97 +730,112 @@ def report(figures: dict[str, Any]) -> None:
         naive_n = naive_tables.get(table, 0) * (1 if table == "environments" else scale)
         if table == "workflows":
             naive_n += naive_tables.get("workflows(id)", 0) * scale
-        print(f"  {table:28} {ours:7} {low if low is not None else '-':>12} {naive_n:>13.0f}")
+        low_text = "-" if low is None else str(low)
+        print(f"  {table:30} {ours:6} {low_text:>12} {naive_n:>13.0f}")
     print(
-        f"  {'total':28} {night['requests']:7} {bound['requests']:>12} "
+        f"  {'total':30} {night['requests']:6} {bound['requests']:>12} "
         f"{naive_figures['requests_estimated']:>13}"
     )
-    print(
-        f"\nbytes received: {night['bytes'] / mb:.1f} MiB "
-        f"(snapshot {night['snapshot_bytes'] / mb:.1f} MiB)"
-    )
-    seconds = night["seconds"]
-    print("wall seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
+    snapshot_mib = night["snapshot_bytes"] / mb
+    print(f"\nbytes received: {night['bytes'] / mb:.1f} MiB (snapshot {snapshot_mib:.1f} MiB)")
+    print("wall seconds by stage: " + _pairs(night["seconds"], "{:.2f}"))
+    print("peak RSS (MiB) after each stage: " + _pairs(night["peak_rss_mb_after"], "{:.0f}"))
     print(f"snapshot CPU of this process: {night['snapshot_cpu']:.2f} s")
     print(
         f"flows {night['flows']}, usages {night['usages']}, references {night['references']}, "
         f"unused candidates {night['candidates']}, complete {night['complete']}"
     )
+    served = figures["served"]
     print(
-        f"429 answers: job {night['throttled']} (simulator saw {figures['served']['throttled']}), "
-        f"peak concurrency per environment {figures['served']['peak_concurrency']}"
+        f"429 answers: job {night['throttled']}, simulator log {served['throttled']}; "
+        f"statuses {served['statuses']}; peak concurrency in one environment "
+        f"{served['peak_concurrency']}"
     )
-    print(
-        f"peak RSS of the job: {night['peak_rss_mb']:.0f} MiB; simulator process "
-        f"{figures['simulator_rusage']['peak_rss_mb']:.0f} MiB"
-    )
+    print(f"simulator process: {figures['simulator_rusage']}")
+    conc = bound["concurrency_seconds"]
     print("\nbounds")
     print(f"  requests (paging + one per candidate): {bound['requests']}")
-    print(f"  concurrency at {figures['latency_ms']} ms: {bound['concurrency_seconds']:.2f} s")
-    for run in physical["runs"]:
+    print(f"  concurrency at {figures['latency_ms']} ms: " + _pairs(conc, "{:.2f} s"))
+    for name, run in physical.items():
         what = "bodies + clientdata JSON" if run["inner"] else "bodies only"
         print(
-            f"  receive + json.loads ({what}, {run['threads']} thread(s)): {run['seconds']:.2f} s "
-            f"(json.loads CPU {run['parse_cpu_seconds']:.2f} s, {run['bytes'] / mb:.1f} MiB)"
+            f"  physical {name} ({what}, {run['threads']} connections): {run['seconds']:.2f} s "
+            f"(json.loads CPU {run['parse_cpu_seconds']:.2f} s, {run['bytes'] / mb:.1f} MiB, "
+            f"{run['requests']} requests)"
         )
     print(
-        f"  physical bound P2 {physical['p2_seconds']:.2f} s, P1 (bodies only) "
-        f"{physical['p1_seconds']:.2f} s"
+        f"  bound (sum over the two stages of max(concurrency, physical)): "
+        f"P2 {ratios['bound_seconds']:.2f} s, P1 {ratios['bound_seconds_p1']:.2f} s"
     )
-    print(f"\napi wall (snapshot + dependency checks): {night['api_seconds']:.2f} s")
+    print(f"\nAPI wall (snapshot + dependency checks): {night['api_seconds']:.2f} s")
     print(
         f"requests ratio {ratios['requests_ratio']:.3f} (snapshot alone "
-        f"{ratios['snapshot_requests_ratio']:.3f}); wall ratio {ratios['wall_ratio']:.2f} "
-        f"(against P1: {ratios['wall_ratio_p1']:.2f})"
+        f"{ratios['snapshot_requests_ratio']:.3f}); wall ratio {ratios['wall_ratio']:.2f} against "
+        f"P2, {ratios['wall_ratio_p1']:.2f} against P1 (snapshot alone "
+        f"{ratios['snapshot_wall_ratio']:.2f} / {ratios['snapshot_wall_ratio_p1']:.2f})"
     )
     print(
-        f"naive: {naive_figures['environments_measured']} of {naive_figures['environments_total']}"
-        f" environments in {naive_figures['seconds_measured']:.1f} s -> "
-        f"{naive_figures['seconds_estimated']:.1f} s estimated, "
-        f"{naive_figures['requests_estimated']} requests; speedup {naive_figures['speedup']:.1f}x"
+        f"naive: {naive_figures['environments_measured']} of "
+        f"{naive_figures['environments_total']} environments in "
+        f"{naive_figures['seconds_measured']:.1f} s -> {naive_figures['seconds_estimated']:.1f} s "
+        f"for all, {naive_figures['requests_estimated']} requests; speedup "
+        f"{naive_figures['speedup']:.1f}x"
     )
     if "incremental" in figures:
         inc = figures["incremental"]
         print(
             f"\nincremental night after {inc['changes']}: modes {inc['modes']}, "
-            f"{inc['snapshot_requests']} requests, {inc['snapshot_bytes'] / mb:.2f} MiB, "
-            f"{inc['snapshot_seconds']:.2f} s (full night: {inc['full_snapshot_requests']} "
-            f"requests, {inc['full_snapshot_bytes'] / mb:.1f} MiB, "
-            f"{inc['full_snapshot_seconds']:.2f} s); tables differing from a full read: "
-            f"{inc['tables_differing_from_full'] or 'none'}"
+            f"{inc['snapshot_requests']} requests (bound {inc['snapshot_requests_bound']}), "
+            f"{inc['snapshot_bytes'] / mb:.2f} MiB, {inc['snapshot_seconds']:.2f} s; a full "
+            f"night: {inc['full_snapshot_requests']} requests, "
+            f"{inc['full_snapshot_bytes'] / mb:.1f} MiB, {inc['full_snapshot_seconds']:.2f} s; "
+            f"tables differing from the full read: {inc['tables_differing_from_full'] or 'none'}"
         )
     if "analysis" in figures:
         a = figures["analysis"]
-        print(
-            f"\nanalysis of {a['usages']} usage rows ({a['flows']} flows, {a['references']} "
-            f"references, {a['environments']} environments): analyse {a['analyse_seconds']:.1f} s"
-            f" + outputs/report {a['report_seconds']:.1f} s = {a['total_seconds']:.1f} s"
-        )
+        if a["outcome"] != "finished":
+            print(f"\nanalysis at scale: {a}")
+        else:
+            print(
+                f"\nanalysis of {a['usages']} usage rows ({a['flows']} flows, "
+                f"{a['references']} references, {a['environments']} environments, "
+                f"{a['findings']} findings): {_pairs(a['seconds'], '{:.1f} s')}; total "
+                f"{a['total_seconds']:.1f} s; peak RSS {max(a['peak_rss_mb_after'].values()):.0f}"
+                f" MiB; report.html {a['report_mb']:.0f} MiB"
+            )
     print(
         f"RESULT requests_ratio={ratios['requests_ratio']:.3f} "
-        f"wall_ratio={ratios['wall_ratio']:.2f}"
-        f" naive_speedup={naive_figures['speedup']:.1f} peak_rss_mb={night['peak_rss_mb']:.0f}"
+        f"wall_ratio={ratios['wall_ratio']:.2f} naive_speedup={naive_figures['speedup']:.1f} "
+        f"peak_rss_mb={night['peak_rss_mb']:.0f}"
     )
+
+
+def _pairs(mapping: dict[str, float], fmt: str) -> str:
+    return ", ".join(f"{key} {fmt.format(value)}" for key, value in mapping.items())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--clientdata", choices=("small", "realistic"), default="realistic")
-    parser.add_argument("--in-process", action="store_true", help="simulator on this process")
+    parser.add_argument("--in-process", action="store_true", help="simulator in this process")
     parser.add_argument(
         "--parallel-environments", type=int, default=HttpSettings.parallel_environments
     )
     parser.add_argument(
         "--concurrency-per-environment", type=int, default=HttpSettings.concurrency_per_environment
     )
+    parser.add_argument("--physical-threads", type=int, default=4)
     parser.add_argument("--naive-environments", type=int, default=None)
     parser.add_argument("--incremental", action="store_true", help="measure a second night")
     parser.add_argument("--changed", type=float, default=0.01, help="share of flows changed")
     parser.add_argument("--analysis-rows", type=int, default=0)
+    parser.add_argument("--analysis-timeout", type=float, default=900.0)
+    parser.add_argument("--analysis-memory-mb", type=float, default=12 * 1024)
+    parser.add_argument("--analysis-of", default="", help=argparse.SUPPRESS)
     parser.add_argument("--runs-dir", default="")
     parser.add_argument("--json", default="")
     return parser.parse_args(argv)

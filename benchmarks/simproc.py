@@ -126,11 +126,13 @@ def change_flows(
         flows = cloud_flows(env)
         if not env.has_dataverse or len(flows) < 2:
             continue
-        for flow in rng.sample(flows, max(1, round(len(flows) * fraction)) if fraction else 0):
+        picked = rng.sample(flows, max(1, round(len(flows) * fraction)) if fraction else 0)
+        for flow in picked:
             donor = rng.choice([f for f in flows if f.clientdata != flow.clientdata] or flows)
             flow.clientdata = donor.clientdata
             flow.modified_on, flow.version = now, flow.version + 1
             counts["changed"] += 1
+        counts["environments_changed"] += bool(picked) or bool(added)
         for victim in rng.sample(flows, round(len(flows) * deleted)):
             env.flows.remove(victim)
             counts["deleted"] += 1

@@ -88,15 +88,25 @@ def test_incremental_night_reads_only_changed_flows(figures):
     # The flow page of each environment becomes an id listing, plus one fetch of its change.
     assert inc["listing_requests_bound"] == bound["by_table"]["workflows"]
     assert inc["snapshot_requests"] == bound["total"] + environments
+    assert inc["snapshot_requests"] == inc["snapshot_requests_bound"]
     assert inc["by_table"]["workflows"] == 2 * environments
     assert inc["full_snapshot_requests"] == bound["total"]
     assert inc["snapshot_bytes"] * 3 < inc["full_snapshot_bytes"]
     assert inc["throttled"] == 0
 
 
-def test_figures_are_complete(figures):
-    physical = figures["physical"]
-    assert physical["p2_seconds"] > 0 and physical["p1_seconds"] > 0
-    assert {run["bytes"] for run in physical["runs"]} == {figures["night"]["bytes"]}
-    assert figures["analysis"]["usages"] >= 2000
-    assert figures["night"]["peak_rss_mb"] > 0
+def test_physical_bound_fetches_the_same_requests_and_bytes(figures):
+    physical, night = figures["physical"], figures["night"]
+    for variant in ("p1", "p2"):
+        snapshot, deps = physical[f"snapshot_{variant}"], physical[f"dependency_checks_{variant}"]
+        assert snapshot["requests"] == night["snapshot_requests"]
+        assert deps["requests"] == night["candidates"]
+        assert snapshot["bytes"] + deps["bytes"] == night["bytes"]
+
+
+def test_analysis_at_scale_and_memory_are_measured(figures):
+    analysis = figures["analysis"]
+    assert analysis["outcome"] == "finished"
+    assert analysis["usages"] >= 2000
+    assert set(analysis["seconds"]) == {"analyse", "findings", "plan", "report"}
+    assert figures["night"]["peak_rss_mb"] >= figures["night"]["snapshot_peak_rss_mb"] > 0
