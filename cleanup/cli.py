@@ -14,8 +14,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
@@ -108,23 +107,98 @@ def demo(ctx: click.Context, runs_dir: str) -> None:
     click.echo(str(result.folder))
 
 
+def read_options(func: F) -> F:
+    """Add --full and --shard, the options of commands that read the tenant."""
+    func = click.option(
+        "--shard",
+        "shard_text",
+        metavar="I/N",
+        help="Read only the environments of shard I of N (0-based); `merge` combines shards.",
+    )(func)
+    return click.option(
+        "--full",
+        is_flag=True,
+        help="Read every flow's definition, even where an incremental night would do.",
+    )(func)
+
+
+def shard_from(text: str | None) -> Any:
+    """Parse --shard, or None when it was not given."""
+    from cleanup.shard import parse_shard
+
+    return parse_shard(text) if text else None
+
+
 @cli.command()
+@read_options
 @click.pass_context
 @handle_errors
-def snapshot(ctx: click.Context) -> None:
+def snapshot(ctx: click.Context, full: bool, shard_text: str | None) -> None:
     """Snapshot every selected environment into a new run folder (read-only)."""
-    result = pipeline.run_snapshot(settings_from(ctx), ctx.obj["progress"])
+    result = pipeline.run_snapshot(
+        settings_from(ctx), ctx.obj["progress"], full=full, shard=shard_from(shard_text)
+    )
     _print_summary(result)
     click.echo(str(result.folder))
     sys.exit(result.exit_code)
 
 
 @cli.command()
+@read_options
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context) -> None:
-    """Run the whole read-only pipeline once and print the run folder."""
-    result = pipeline.run_once(settings_from(ctx), ctx.obj["progress"])
+def run(ctx: click.Context, full: bool, shard_text: str | None) -> None:
+    """Run the whole read-only pipeline once and print the run folder.
+
+    With --shard I/N it reads only its share of the environments (snapshot and dependency
+    checks, no report or mail); run `merge` on the shard folders afterwards.
+    """
+    result = pipeline.run_once(
+        settings_from(ctx), ctx.obj["progress"], full=full, shard=shard_from(shard_text)
+    )
+    _print_summary(result)
+    if shard_text:
+        click.echo(
+            "Shard done: `connref-cleanup merge` the shard folders for the report.", err=True
+        )
+    click.echo(str(result.folder))
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--from",
+    "from_dir",
+    type=click.Path(file_okay=False),
+    help="Take the newest folder of every shard under this runs folder.",
+)
+@click.option("--shards", type=click.IntRange(min=1), help="How many shards (with --from).")
+@click.option("--no-mail", is_flag=True, help="Write the report but mail nobody.")
+@click.pass_context
+@handle_errors
+def merge(
+    ctx: click.Context,
+    folders: tuple[str, ...],
+    from_dir: str | None,
+    shards: int | None,
+    no_mail: bool,
+) -> None:
+    """Merge shard run folders into one run: rules, plan, report and owner mail, as `run` does.
+
+    Name the shard folders, or use --from RUNS --shards N for the newest folder of each shard.
+    A shard without a folder leaves its environments incomplete (unknown, never unused).
+    """
+    from cleanup.shard import latest_shard_runs
+
+    if bool(folders) == bool(from_dir) or bool(from_dir) != bool(shards):
+        raise click.UsageError("Pass shard folders, or --from RUNS_DIR with --shards N.")
+    chosen = list(folders) if folders else latest_shard_runs(from_dir, shards)
+    if not chosen:
+        raise CleanupError(f"No run folder of a {shards}-shard run under {from_dir}.")
+    result = pipeline.merge_shards(
+        settings_from(ctx), chosen, ctx.obj["progress"], send_mail=not no_mail
+    )
     _print_summary(result)
     click.echo(str(result.folder))
     sys.exit(result.exit_code)
@@ -148,7 +222,7 @@ def notify(ctx: click.Context, run_folder: str, preview: bool, resend: bool) -> 
     findings = read_findings(folder)
     the_plan = load_plan(folder / pipeline.PLAN_FILE)
     with (
-        open_tenant_for_mail(settings, preview) as (mail_settings, tokens),
+        pipeline.mail_tenant(settings, preview) as (mail_settings, tokens),
         open_transport(mail_settings, settings.notify, tokens=tokens) as transport,
     ):
         results = notify_run(
@@ -165,18 +239,6 @@ def notify(ctx: click.Context, run_folder: str, preview: bool, resend: bool) -> 
     failed = [r for r in results if r.status == "failed"]
     click.echo(f"{len(results)} messages, {len(failed)} failed.", err=True)
     sys.exit(1 if failed else 0)
-
-
-@contextmanager
-def open_tenant_for_mail(settings: Settings, preview: bool) -> Iterator[tuple[Settings, Any]]:
-    """Yield settings and tokens for Graph mail (the simulator's when it is on); else no tenant."""
-    if preview or settings.notify.transport != "graph":
-        yield settings, None
-        return
-    from cleanup.connect import open_tenant
-
-    with open_tenant(settings) as clients:
-        yield clients.settings, clients.http.tokens
 
 
 @cli.command("schedule")

@@ -24,6 +24,7 @@ from cleanup.errors import ConfigError
 from cleanup.notify.settings import NotifySettings, ScheduleSettings
 from cleanup.plan import PlanSettings
 from cleanup.rules.settings import ExclusionSettings, HistorySettings, NamingSettings, RulesSettings
+from cleanup.snapshot.settings import SnapshotSettings
 
 PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
 
@@ -104,6 +105,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     run: RunSettings = field(default_factory=RunSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
     rules: RulesSettings = field(default_factory=RulesSettings)
     naming: NamingSettings = field(default_factory=NamingSettings)
     exclusions: ExclusionSettings = field(default_factory=ExclusionSettings)
@@ -118,8 +120,8 @@ class Settings:
         """Return a stable hash of every setting, recorded in run metadata and plans."""
         data = dataclasses.asdict(self)
         # Only what shapes the findings and the plan: widening [apply] limits, or changing
-        # mail or schedule, must not invalidate a plan that was already reviewed.
-        for key in ("source", "apply", "notify", "schedule"):
+        # mail, schedule or how the snapshot is read, must not invalidate a reviewed plan.
+        for key in ("source", "apply", "notify", "schedule", "snapshot"):
             data.pop(key, None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

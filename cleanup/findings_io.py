@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -23,6 +23,7 @@ CSV_FILE = "findings.csv"
 EXCLUDED_FILE = "findings-excluded.parquet"
 EXCLUDED_CSV_FILE = "findings-excluded.csv"
 FORMULA_START = r"^[=+\-@\t\r]"
+JSON_CHUNK_ROWS = 5000
 
 
 def write_findings(
@@ -36,7 +37,6 @@ def write_findings(
         "parquet": _atomic(folder / FINDINGS_FILE, lambda p: findings.to_parquet(p, index=False)),
         "csv": _atomic(folder / CSV_FILE, lambda p: write_csv(findings, p)),
     }
-    document: dict[str, Any] = {"count": len(findings), "findings": json_records(findings)}
     if excluded is not None:
         paths["excluded"] = _atomic(
             folder / EXCLUDED_FILE, lambda p: excluded.to_parquet(p, index=False)
@@ -44,9 +44,7 @@ def write_findings(
         paths["excluded_csv"] = _atomic(
             folder / EXCLUDED_CSV_FILE, lambda p: write_csv(excluded, p)
         )
-        document["excluded"] = json_records(excluded)
-    text = json.dumps(document, indent=1, ensure_ascii=False)
-    paths["json"] = _atomic(folder / JSON_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    paths["json"] = _atomic(folder / JSON_FILE, lambda p: write_json(findings, excluded, p))
     return paths
 
 
@@ -82,6 +80,28 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     """Write ``frame`` as CSV safe to open in a spreadsheet (UTF-8 with BOM, for Excel)."""
     # CRLF line ends (RFC 4180) also make the writer quote cells holding a bare CR.
     neutralise(frame).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+
+
+def write_json(findings: pd.DataFrame, excluded: pd.DataFrame | None, path: Path) -> None:
+    """Write ``{"count", "findings", "excluded"}`` one finding per line, a chunk at a time."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write(f'{{"count": {len(findings)},\n "findings": [')
+        _write_records(out, findings)
+        if excluded is not None:
+            out.write('],\n "excluded": [')
+            _write_records(out, excluded)
+        out.write("]}\n")
+
+
+def _write_records(out: TextIO, frame: pd.DataFrame) -> None:
+    # Chunks keep memory flat: a million findings never become a million dicts at once.
+    separator = "\n  "
+    for start in range(0, len(frame), JSON_CHUNK_ROWS):
+        for record in json_records(frame.iloc[start : start + JSON_CHUNK_ROWS]):
+            out.write(separator + json.dumps(record, ensure_ascii=False))
+            separator = ",\n  "
+    if len(frame):
+        out.write("\n ")
 
 
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

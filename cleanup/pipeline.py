@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +39,7 @@ from cleanup.progress import QUIET, Progress
 from cleanup.report import ReportHistory, ReportInput, write_deployment_settings, write_report
 from cleanup.report.trend import load_trend
 from cleanup.rules import evaluate_rules, unused_candidates
+from cleanup.shard import Shard, merge_runs
 from cleanup.snapshot.collect import check_dependencies, take_snapshot
 from cleanup.snapshot.model import Snapshot
 from cleanup.snapshot.store import load_snapshot, new_run_folder, save_snapshot, write_json
@@ -83,23 +87,42 @@ class RunResult:
         return EXIT_OK
 
 
-def run_snapshot(settings: Settings, progress: Progress = QUIET) -> RunResult:
+def run_snapshot(
+    settings: Settings,
+    progress: Progress = QUIET,
+    *,
+    full: bool = False,
+    shard: Shard | None = None,
+) -> RunResult:
     """Snapshot the tenant into a new run folder (no analysis)."""
     folder = new_run_folder(settings.run.runs_dir)
     with open_tenant(settings) as clients:
-        snapshot = take_snapshot(clients, run_id=folder.name, progress=progress)
+        snapshot = take_snapshot(
+            clients, run_id=folder.name, progress=progress, full=full, shard=shard
+        )
     save_snapshot(snapshot, folder)
     return RunResult(folder=folder, snapshot=snapshot)
 
 
 def run_once(
-    settings: Settings, progress: Progress = QUIET, *, send_mail: bool = True
+    settings: Settings,
+    progress: Progress = QUIET,
+    *,
+    send_mail: bool = True,
+    full: bool = False,
+    shard: Shard | None = None,
 ) -> RunResult:
-    """Run the whole read-only pipeline once into a new run folder."""
-    with run_lock(settings.schedule.lock_path(settings.run.runs_dir)):
+    """Run the whole read-only pipeline once into a new run folder.
+
+    ``full`` reads every flow even where an incremental night would do. A shard run stops
+    after its snapshot and dependency checks: ``merge_shards`` analyses the whole tenant.
+    """
+    with run_lock(_lock_path(settings, shard)):
         folder = new_run_folder(settings.run.runs_dir)
         with open_tenant(settings) as clients:
-            snapshot = take_snapshot(clients, run_id=folder.name, progress=progress)
+            snapshot = take_snapshot(
+                clients, run_id=folder.name, progress=progress, full=full, shard=shard
+            )
             candidates = unused_candidates(snapshot)
             progress.say(f"Asking the platform about {len(candidates)} possibly unused references.")
             checks = check_dependencies(clients, snapshot, candidates)
@@ -107,24 +130,81 @@ def run_once(
             # The clients see the simulator's endpoints when it is on; the run is of the config.
             snapshot.metadata["config_fingerprint"] = settings.fingerprint()
             save_snapshot(snapshot, folder)
-            analysis = analyse(snapshot, settings, folder)
-            write_outputs(folder, snapshot, analysis, settings)
-            deliveries = (
-                notify_owners(
-                    folder,
-                    clients.settings,
-                    snapshot,
-                    analysis,
-                    settings.notify,
-                    tokens=clients.http.tokens,
-                )
-                if send_mail
-                else []
-            )
-    result = RunResult(folder=folder, snapshot=snapshot, analysis=analysis, deliveries=deliveries)
+            if shard is not None:
+                result = RunResult(folder=folder, snapshot=snapshot)
+            else:
+                mail = (clients.settings, clients.http.tokens) if send_mail else None
+                result = _analyse_and_notify(folder, snapshot, settings, progress, mail)
     write_run_summary(result)
     progress.say(f"Run folder: {folder}")
     return result
+
+
+def merge_shards(
+    settings: Settings,
+    folders: Sequence[str | Path],
+    progress: Progress = QUIET,
+    *,
+    send_mail: bool = True,
+) -> RunResult:
+    """Merge shard run folders into a new run folder, then analyse, report and notify."""
+    with run_lock(_lock_path(settings, None)):
+        folder = new_run_folder(settings.run.runs_dir)
+        progress.say(f"Merging {len(folders)} shard folders into {folder}.")
+        try:
+            merge_runs(folders, folder)
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        snapshot = load_snapshot(folder)
+        if send_mail and settings.notify.enabled:
+            with mail_tenant(settings) as mail:
+                result = _analyse_and_notify(folder, snapshot, settings, progress, mail)
+        else:
+            result = _analyse_and_notify(folder, snapshot, settings, progress, None)
+    write_run_summary(result)
+    progress.say(f"Run folder: {folder}")
+    return result
+
+
+@contextmanager
+def mail_tenant(settings: Settings, preview: bool = False) -> Iterator[tuple[Settings, Any]]:
+    """Yield the settings and tokens Graph mail needs (the simulator's when it is on)."""
+    if preview or settings.notify.transport != "graph":
+        yield settings, None
+        return
+    with open_tenant(settings) as clients:
+        yield clients.settings, clients.http.tokens
+
+
+def _analyse_and_notify(
+    folder: Path,
+    snapshot: Snapshot,
+    settings: Settings,
+    progress: Progress,
+    mail: tuple[Settings, Any] | None,
+) -> RunResult:
+    analysis = analyse(snapshot, settings, folder)
+    write_outputs(folder, snapshot, analysis, settings)
+    deliveries = []
+    if mail is not None:
+        if settings.notify.enabled:
+            progress.say("Mailing the owners.")
+        mail_settings, tokens = mail
+        deliveries = notify_owners(
+            folder, mail_settings, snapshot, analysis, settings.notify, tokens=tokens
+        )
+    return RunResult(folder=folder, snapshot=snapshot, analysis=analysis, deliveries=deliveries)
+
+
+def _lock_path(settings: Settings, shard: Shard | None) -> Path:
+    # Shards of one tenant may share a runs folder and a machine: one lock per shard.
+    path = settings.schedule.lock_path(settings.run.runs_dir)
+    return (
+        path
+        if shard is None
+        else path.with_name(f"{path.name}.shard-{shard.index}-of-{shard.count}")
+    )
 
 
 def analyse(snapshot: Snapshot, settings: Settings, folder: Path) -> Analysis:

@@ -113,3 +113,96 @@ def test_lint_solution_gates_on_severity(tmp_path: Path) -> None:
     assert gated.exit_code == 0, gated.output
     missing = runner.invoke(cli, ["lint-solution", str(tmp_path)])
     assert missing.exit_code == 2
+
+
+def config_with_runs(tmp_path: Path, name: str, runs: Path) -> Path:
+    """The shipped config (demo tenant, mail to the simulator) writing runs under ``runs``."""
+    config = tmp_path / name
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    config.write_text(text.replace('runs_dir = "runs"', f'runs_dir = "{runs}"'))
+    return config
+
+
+def finding_keys(folder: Path) -> set[tuple[str, str, str]]:
+    rows = json.loads((folder / "findings.json").read_text())["findings"]
+    return {(f["rule"], f["environment_id"], f["object_id"]) for f in rows}
+
+
+def test_shard_runs_merge_into_the_findings_of_one_run(tmp_path: Path) -> None:
+    shard_config = config_with_runs(tmp_path, "shard.toml", tmp_path / "shards")
+    merge_config = config_with_runs(tmp_path, "merge.toml", tmp_path / "runs")
+    runner = CliRunner()
+    shard_folders = []
+    for index in (0, 1):
+        shard = runner.invoke(cli, ["--config", str(shard_config), "run", "--shard", f"{index}/2"])
+        assert shard.exit_code in (0, 3), shard.output
+        folder = Path(shard.stdout.strip().splitlines()[-1])
+        assert not (folder / "report.html").exists() and not (folder / "emails").exists()
+        shard_folders.append(folder)
+    merged = runner.invoke(
+        cli,
+        [
+            "--config",
+            str(merge_config),
+            "merge",
+            "--from",
+            str(tmp_path / "shards"),
+            "--shards",
+            "2",
+        ],
+    )
+    assert merged.exit_code == 3, merged.output  # the demo's unreadable environment
+    merged_folder = Path(merged.stdout.strip().splitlines()[-1])
+    meta = json.loads((merged_folder / "snapshot" / "metadata.json").read_text())
+    assert sorted(m["run_id"] for m in meta["merged_from"]) == sorted(f.name for f in shard_folders)
+    assert list((merged_folder / "emails").glob("*.eml"))
+
+    single = runner.invoke(
+        cli, ["--config", str(config_with_runs(tmp_path, "one.toml", tmp_path / "one")), "run"]
+    )
+    single_folder = Path(single.stdout.strip().splitlines()[-1])
+    assert finding_keys(merged_folder) == finding_keys(single_folder)
+    assert len(finding_keys(single_folder)) > 10
+
+
+def test_merge_without_a_shard_leaves_its_environments_unknown(tmp_path: Path) -> None:
+    shard_config = config_with_runs(tmp_path, "shard.toml", tmp_path / "shards")
+    runner = CliRunner()
+    shard = runner.invoke(cli, ["--config", str(shard_config), "run", "--shard", "0/2"])
+    folder = shard.stdout.strip().splitlines()[-1]
+    merge_config = config_with_runs(tmp_path, "merge.toml", tmp_path / "runs")
+    merged = runner.invoke(cli, ["--config", str(merge_config), "merge", "--no-mail", folder])
+    assert merged.exit_code == 3, merged.output
+    merged_folder = Path(merged.stdout.strip().splitlines()[-1])
+    meta = json.loads((merged_folder / "snapshot" / "metadata.json").read_text())
+    missing = [
+        e for e in meta["environments"].values() if "was not merged" in str(e.get("reason", e))
+    ]
+    assert missing, meta["environments"]
+    assert not (merged_folder / "emails").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["merge"], ["merge", "--from", "x"], ["run", "--shard", "2/2"], ["run", "--shard", "one"]],
+)
+def test_bad_shard_and_merge_arguments_exit_2(tmp_path: Path, args: list[str]) -> None:
+    config = config_with_runs(tmp_path, "c.toml", tmp_path / "runs")
+    result = CliRunner().invoke(cli, ["--config", str(config), *args])
+    assert result.exit_code == 2, result.output
+    assert "shard" in result.output.lower()
+
+
+def test_second_run_is_incremental_and_full_reads_every_flow(tmp_path: Path) -> None:
+    config = config_with_runs(tmp_path, "c.toml", tmp_path / "runs")
+    runner = CliRunner()
+
+    def modes(*args: str) -> set[str | None]:
+        result = runner.invoke(cli, ["--config", str(config), "snapshot", *args])
+        folder = Path(result.stdout.strip().splitlines()[-1])
+        meta = json.loads((folder / "snapshot" / "metadata.json").read_text())
+        return {e.get("mode") for e in meta["environments"].values() if e["status"] == "complete"}
+
+    assert modes() == {"full"}
+    assert modes() == {"incremental"}
+    assert modes("--full") == {"full"}

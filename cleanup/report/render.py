@@ -67,9 +67,11 @@ def render_report(inp: ReportInput, env: Environment | None = None) -> str:
 
 def write_report(inp: ReportInput, run_folder: str | Path) -> Path:
     """Render the report and write it atomically as ``<run_folder>/report.html``."""
-    html = render_report(inp)
+    template = template_environment().get_template(REPORT_TEMPLATE)
     path = Path(run_folder) / REPORT_FILE
     tmp = path.with_name(f".{REPORT_FILE}.tmp")
-    tmp.write_text(html, encoding="utf-8")
+    # Streamed, so a large tenant's report never exists twice in memory as one string.
+    with tmp.open("w", encoding="utf-8") as out:
+        out.writelines(template.generate(**build_context(inp)))
     os.replace(tmp, path)
     return path

@@ -34,12 +34,12 @@ from cleanup.snapshot import tables
 from cleanup.snapshot.incremental import (
     FlowBase,
     FlowRead,
-    SnapshotSettings,
     find_bases,
     read_flows_full,
     read_flows_incremental,
 )
 from cleanup.snapshot.model import Snapshot
+from cleanup.snapshot.settings import SnapshotSettings
 
 TABLES_PER_ENVIRONMENT = 8  # independent reads of one environment, run side by side
 BATCH_ROWS = 50_000  # rows per table buffered before they become a DataFrame
@@ -75,12 +75,6 @@ class EnvironmentResult:
         return len(self.rows.get(table, [])) + (0 if frame is None else len(frame))
 
 
-def settings_of(settings: Any) -> SnapshotSettings:
-    """The ``[snapshot]`` settings, or the defaults when the config has no such section."""
-    found = getattr(settings, "snapshot", None)
-    return found if isinstance(found, SnapshotSettings) else SnapshotSettings()
-
-
 def take_snapshot(
     clients: PlatformClients,
     *,
@@ -106,7 +100,7 @@ def take_snapshot(
         settings.run.runs_dir,
         [row["environment_id"] for row in todo],
         run_id=run_id,
-        settings=snapshot_settings or settings_of(settings),
+        settings=snapshot_settings or settings.snapshot,
         tool_version=__version__,
         full=full,
     )

@@ -24,7 +24,8 @@ import pandas as pd
 
 from cleanup import schemas
 from cleanup.clients.dataverse import CLOUD_FLOW_FILTER, FLOW_COLUMNS, DataverseClient
-from cleanup.errors import ConfigError, SnapshotError
+from cleanup.errors import SnapshotError
+from cleanup.snapshot.settings import SnapshotSettings
 from cleanup.snapshot.store import METADATA_FILE, SNAPSHOT_DIR
 
 LISTING_COLUMNS = "workflowid,modifiedon"
@@ -34,20 +35,6 @@ MAX_FOLDERS_OPENED = 2000  # metadata files read at most, whatever the layout
 ODATA_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 FlowParser = Callable[[str, dict[str, Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
-
-
-@dataclass(frozen=True)
-class SnapshotSettings:
-    """``[snapshot]``: incremental nights and how often a full read refreshes everything."""
-
-    incremental: bool = True
-    full_refresh_every: int = 7  # nights; 1 reads everything every night
-
-    def __post_init__(self) -> None:
-        if self.full_refresh_every < 1:
-            raise ConfigError(
-                "snapshot.full_refresh_every must be at least 1 (1 = a full read every night)."
-            )
 
 
 @dataclass
