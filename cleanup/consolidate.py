@@ -103,6 +103,7 @@ BLOCK_MANAGED_FLOW = (
     "environment"
 )
 BLOCK_FLOW_UNKNOWN = "the flow is not in the snapshot (or its managed state is unknown)"
+MANAGED_LEFTOVER = "managed: fix it in the source environment"
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,14 +160,15 @@ def _same_connection(refs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_group_ids(members: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    ids = (
-        members.groupby(keys, sort=False)
-        .agg(environment=("environment_id", "first"), members=("reference_id", tuple))
-        .apply(lambda row: group_id_for(row["environment"], row["members"]), axis=1)
-        .rename("group_id")
-        .reset_index()
-    )
-    return members.merge(ids, on=keys, how="left")
+    codes = members.groupby(keys, sort=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    envs = members["environment_id"].to_numpy(dtype=object)[order]
+    refs = members["reference_id"].to_numpy(dtype=object)[order].tolist()
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-1)).tolist()
+    ends = [*starts[1:], len(refs)] if starts else []
+    ids = [group_id_for(envs[a], refs[a:b]) for a, b in zip(starts, ends, strict=True)]
+    group_ids = np.asarray(ids, dtype=object)[codes] if ids else np.array([], dtype=object)
+    return members.reset_index(drop=True).assign(group_id=group_ids)
 
 
 def _unbound_same_solution(refs: pd.DataFrame, snapshot: Snapshot) -> pd.DataFrame:
@@ -227,22 +229,35 @@ def _memberships(snapshot: Snapshot, object_type: str) -> pd.DataFrame:
     """Solution membership of one object type, without the default solutions.
 
     Returns ``environment_id, solution_id, object_key`` where ``object_key`` is the object id
-    lower-cased: ids are GUIDs, and their case differs between APIs.
+    lower-cased: ids are GUIDs, and their case differs between APIs; and ``_solution``, a
+    number per (environment, solution).
     """
+    keys = ["environment_id", "solution_id"]
     comps = snapshot.solution_components
-    comps = comps.loc[
-        comps["object_type"] == object_type, ["environment_id", "solution_id", "object_id"]
-    ]
-    comps = comps.dropna().drop_duplicates()
+    comps = comps.loc[comps["object_type"] == object_type, [*keys, "object_id"]].dropna()
+    # Decide per distinct (environment, solution), then keep the rows of the others.
+    pair = comps.groupby(keys, sort=False).ngroup().to_numpy()
+    pairs = comps.iloc[unique_first(pair)[1]][keys].reset_index(drop=True)
     solutions = snapshot.solutions
     names = solutions["unique_name"].str.strip().str.lower()
     default_named = names.isin(DEFAULT_SOLUTION_NAMES).fillna(False).astype(bool)
-    defaults = solutions.loc[default_named, ["environment_id", "solution_id"]]
-    comps = comps[~_default_solution_mask(comps)]
-    flagged = comps.merge(defaults.assign(_default=True), how="left")
-    kept = flagged.loc[flagged["_default"].isna(), ["environment_id", "solution_id", "object_id"]]
-    kept = kept.assign(object_key=kept["object_id"].str.lower()).drop(columns="object_id")
-    return kept.drop_duplicates(ignore_index=True)
+    defaults = solutions.loc[default_named, keys].drop_duplicates().assign(_default=True)
+    named = pairs.merge(defaults, on=keys, how="left")["_default"].notna().to_numpy()
+    dropped = _default_solution_mask(pairs).to_numpy() | named
+    kept = np.flatnonzero(~dropped[pair])
+    object_key = comps["object_id"].take(kept).str.lower()
+    # One row per (environment, solution, object), the first, decided on integer codes.
+    member = pair[kept].astype(np.int64) * len(object_key) + pd.factorize(object_key)[0]
+    first = ~pd.Series(member).duplicated().to_numpy()
+    rows = kept[first]
+    return pd.DataFrame(
+        {
+            "environment_id": comps["environment_id"].array.take(rows),
+            "solution_id": comps["solution_id"].array.take(rows),
+            "object_key": object_key.array[first],
+            "_solution": pair[rows],  # numbers the (environment, solution) pairs
+        }
+    )
 
 
 def _solution_names(snapshot: Snapshot) -> pd.DataFrame:
@@ -296,30 +311,43 @@ def default_name_check(naming: Any = None) -> NameCheck:
     rule = _naming_rule()
     if rule is None:
         return looks_compliant
-    check_name, default_settings = rule
-    naming = default_settings() if naming is None else naming
+    is_compliant, default_settings = rule
+    return _NamingCheck(is_compliant, default_settings() if naming is None else naming)
 
-    def check(row: Mapping[str, Any]) -> bool:
-        verdict = check_name(
-            row.get("display_name"),
-            row.get("logical_name"),
-            row.get("connector"),
-            row.get("identity"),
-            row.get("area"),
-            naming,
+
+class _NamingCheck:
+    """The naming rule's verdict on a member; it reads only ``FIELDS``, so it can be shared."""
+
+    FIELDS = ("display_name", "logical_name", "connector", "identity", "area")
+
+    def __init__(self, is_compliant: Callable[..., bool], naming: Any) -> None:
+        self._is_compliant = is_compliant
+        self._naming = naming
+
+    def __call__(self, row: Mapping[str, Any]) -> bool:
+        return self.of(*(row.get(f) for f in self.FIELDS))
+
+    def of(
+        self,
+        display_name: Any,
+        logical_name: Any,
+        connector: Any,
+        identity: Any,
+        area: Any = None,
+    ) -> bool:
+        """Say whether one name is compliant (``area`` only shapes a proposal, not this)."""
+        return bool(
+            self._is_compliant(display_name, logical_name, connector, identity, self._naming)
         )
-        return bool(verdict.compliant)
-
-    return check
 
 
-def _naming_rule() -> tuple[Callable[..., Any], Callable[[], Any]] | None:
+def _naming_rule() -> tuple[Callable[..., bool], Callable[[], Any]] | None:
     try:
-        from cleanup.rules.naming import check_name
+        from cleanup.rules.naming import name_is_compliant
         from cleanup.rules.settings import NamingSettings
     except ImportError:  # consolidation works without the naming rule, with a heuristic
         return None
-    return check_name, NamingSettings
+    return name_is_compliant, NamingSettings
 
 
 def looks_compliant(row: Mapping[str, Any]) -> bool:
@@ -336,10 +364,11 @@ def _member_facts(
     snapshot: Snapshot, groups: pd.DataFrame, check: NameCheck
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the ranking facts of every group member, and the flow keys using each group."""
-    refs = snapshot.references.drop_duplicates(["environment_id", "reference_id"])
     cols = ["environment_id", "reference_id", "logical_name", "display_name", "is_managed"]
+    refs = snapshot.references[[*cols, "created_on", "connection_id", "connector"]]
+    refs = refs.drop_duplicates(["environment_id", "reference_id"])
     members = groups[["group_id", "environment_id", "reference_id"]].merge(
-        refs[[*cols, "created_on", "connection_id", "connector"]],
+        refs,
         on=["environment_id", "reference_id"],
         how="left",
     )
@@ -366,11 +395,19 @@ def _member_facts(
     return members, uses
 
 
-def _compliance(members: pd.DataFrame, check: NameCheck) -> list[bool]:
+def _compliance(members: pd.DataFrame, check: NameCheck) -> np.ndarray:
     fields = ["environment_id", "reference_id", "display_name", "logical_name", "connector"]
+    if isinstance(check, _NamingCheck):
+        # The default check reads only the name fields: ask once per distinct combination.
+        keys = members[["display_name", "logical_name", "connector", "identity"]]
+        codes = keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()
+        distinct = keys.iloc[unique_first(codes)[1]].astype(object)
+        distinct = distinct.where(distinct.notna(), None)
+        answers = [check.of(*key) for key in distinct.itertuples(index=False, name=None)]
+        return np.asarray(answers, dtype=bool)[codes]
     facts = members[[*fields, "identity"]].astype(object)
     facts = facts.where(facts.notna(), None)
-    return [bool(check(row)) for row in _records(facts)]
+    return np.asarray([bool(check(row)) for row in _records(facts)], dtype=bool)
 
 
 def _as_ns(times: pd.Series) -> np.ndarray:
@@ -387,26 +424,64 @@ def _identities(snapshot: Snapshot) -> pd.DataFrame:
 
 
 def _group_usages(snapshot: Snapshot, members: pd.DataFrame) -> pd.DataFrame:
-    """Every flow key whose logical name (case-insensitive) is a group member's."""
+    """Every flow key whose logical name (case-insensitive) is a group member's.
+
+    A flow key matching several members goes to the first by group id, then reference id.
+    """
     uses = snapshot.usages[["environment_id", "flow_id", "key", "logical_name"]]
     uses = uses.dropna(subset=["logical_name", "flow_id", "key"])
     uses = uses.assign(_ln_key=uses["logical_name"].str.lower())
     keyed = members[["group_id", "environment_id", "reference_id", "_ln_key"]]
     keyed = keyed[keyed["_ln_key"] != ""]
-    matched = uses.merge(keyed, on=["environment_id", "_ln_key"])
-    matched = matched.sort_values(["group_id", "flow_id", "key", "reference_id"])
-    return matched.drop_duplicates(["environment_id", "flow_id", "key"], ignore_index=True)
+    # Members in (group id, reference id) order, so a member's position is its rank.
+    keyed = keyed.sort_values(["group_id", "reference_id"], ignore_index=True)
+    matched = uses.merge(
+        keyed[["environment_id", "_ln_key"]].assign(_member=np.arange(len(keyed))),
+        on=["environment_id", "_ln_key"],
+    )
+    member = matched.pop("_member").to_numpy()
+    flow_key = matched.groupby(
+        ["environment_id", "flow_id", "key"], sort=False, dropna=False
+    ).ngroup()
+    flow_key = flow_key.to_numpy()
+    if flow_key.size and flow_key.max() + 1 < len(flow_key):
+        # Keep, per flow key, the row of the first member (the first row among equals).
+        order = np.argsort(member, kind="stable")
+        keep = order[unique_first(flow_key[order])[1]]
+        keep.sort()
+        matched = matched.take(keep)
+        member = member[keep]
+    matched = matched.reset_index(drop=True)
+    matched["group_id"] = keyed["group_id"].array.take(member)
+    matched["reference_id"] = keyed["reference_id"].array.take(member)
+    # Integer ids of the member, the group and the flow, for counting without strings.
+    matched["_member"] = _codes(keyed[["group_id", "reference_id"]])[member]
+    matched["_group"] = _codes(keyed[["group_id"]])[member]
+    matched["_flow"] = pd.factorize(matched["flow_id"])[0]
+    return matched
 
 
 def _add_usage_counts(members: pd.DataFrame, uses: pd.DataFrame) -> pd.DataFrame:
-    per_member = uses.groupby(["group_id", "reference_id"])["flow_id"].nunique().rename("_used_by")
-    per_group = uses.groupby("group_id")["flow_id"].nunique().rename("_group_flows")
-    members = members.merge(per_member.reset_index(), on=["group_id", "reference_id"], how="left")
-    members = members.merge(per_group.reset_index(), on="group_id", how="left")
+    per_member = _flows_per(uses, "_member", ["group_id", "reference_id"], "_used_by")
+    per_group = _flows_per(uses, "_group", ["group_id"], "_group_flows")
+    members = members.merge(per_member, on=["group_id", "reference_id"], how="left")
+    members = members.merge(per_group, on="group_id", how="left")
     return members.assign(
         _used_by=members["_used_by"].fillna(0).astype(int),
         _group_flows=members["_group_flows"].fillna(0).astype(int),
     )
+
+
+def _flows_per(uses: pd.DataFrame, code: str, keys: list[str], name: str) -> pd.DataFrame:
+    """Count the distinct flows of each ``code`` of the usages: ``keys`` and the count."""
+    codes = uses[code].to_numpy().astype(np.int64)
+    flows = uses["_flow"].to_numpy().astype(np.int64)
+    size = int(flows.max(initial=-1)) + 1
+    present, first = unique_first(codes)
+    counts = np.bincount(pd.unique(codes * size + flows) // max(size, 1))
+    out = uses[keys].iloc[first].reset_index(drop=True)
+    out[name] = counts[present]
+    return out
 
 
 def _add_solution_fit(
@@ -414,14 +489,35 @@ def _add_solution_fit(
 ) -> pd.DataFrame:
     """Add, per member, its solution holding the most flows that use the group, and how many."""
     flow_sols = _memberships(snapshot, "flow")
-    group_flows = uses[["group_id", "environment_id", "flow_id"]].drop_duplicates()
-    per_solution = (
-        group_flows.assign(object_key=group_flows["flow_id"].str.lower())
-        .merge(flow_sols, on=["environment_id", "object_key"])
-        .groupby(["group_id", "environment_id", "solution_id"])["flow_id"]
-        .nunique()
-        .rename("_solution_flows")
-        .reset_index()
+    env = pd.factorize(uses["environment_id"])[0].astype(np.int64) + 1
+    group = uses["_group"].to_numpy().astype(np.int64) * (env.max(initial=0) + 1) + env
+    flow = uses["_flow"].to_numpy().astype(np.int64)
+    # The distinct (group, environment, flow) rows, as drop_duplicates would keep them.
+    first = ~pd.Series(group * (flow.max(initial=-1) + 1) + flow).duplicated().to_numpy()
+    group_flows = uses.loc[first, ["group_id", "environment_id", "flow_id"]]
+    group = pd.factorize(group[first])[0]
+    flow_keys = pd.DataFrame(
+        {
+            "environment_id": group_flows["environment_id"],
+            "object_key": group_flows["flow_id"].str.lower(),
+        }
+    )
+    at_flow, at_sol = _join_positions(flow_keys, flow_sols, ["environment_id", "object_key"])
+    # Distinct (group, flow) rows joined to distinct (solution, flow) memberships: each joined
+    # row is another flow of the group in that solution, so counting rows counts the flows.
+    solution = flow_sols["_solution"].to_numpy()
+    pair = group[at_flow].astype(np.int64) * (solution.max(initial=0) + 1) + solution[at_sol]
+    counts = pd.Series(pair).value_counts(sort=False)
+    pairs = counts.index.to_numpy()
+    first_group = _first_row_of(group)[pairs // (solution.max(initial=0) + 1)]
+    first_sol = _first_row_of(solution)[pairs % (solution.max(initial=0) + 1)]
+    per_solution = pd.DataFrame(
+        {
+            "group_id": group_flows["group_id"].array.take(first_group),
+            "environment_id": group_flows["environment_id"].array.take(first_group),
+            "solution_id": flow_sols["solution_id"].array.take(first_sol),
+            "_solution_flows": counts.to_numpy(dtype=np.int64),
+        }
     )
     ref_sols = _memberships(snapshot, "reference")
     fit = members[["group_id", "environment_id", "reference_id"]]
@@ -441,6 +537,41 @@ def _add_solution_fit(
     return members.assign(_solution_flows=members["_solution_flows"].fillna(0).astype(int))
 
 
+def unique_first(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct values of ``codes`` (sorted) and where each first occurs.
+
+    The same as ``np.unique(codes, return_index=True)``, by hashing rather than sorting.
+    """
+    series = pd.Series(codes)
+    firsts = series[~series.duplicated()]
+    order = np.argsort(firsts.to_numpy(), kind="stable")
+    return firsts.to_numpy()[order], firsts.index.to_numpy()[order]
+
+
+def _first_row_of(codes: np.ndarray) -> np.ndarray:
+    """Return, indexed by code, the position of the code's first row (-1: no such row)."""
+    values, firsts = unique_first(codes)
+    out = np.full(int(codes.max(initial=-1)) + 1, -1, dtype=np.int64)
+    out[values] = firsts
+    return out
+
+
+def _codes(frame: pd.DataFrame) -> np.ndarray:
+    """Number the distinct rows of ``frame`` (missing values equal), in order of appearance."""
+    return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+
+
+def _join_positions(
+    left: pd.DataFrame, right: pd.DataFrame, on: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the row positions an inner ``left.merge(right, on=on)`` pairs, in its order."""
+    code = _codes(pd.concat([left[on], right[on]], ignore_index=True))
+    pairs = pd.DataFrame({"_key": code[: len(left)], "_left": np.arange(len(left))}).merge(
+        pd.DataFrame({"_key": code[len(left) :], "_right": np.arange(len(right))}), on="_key"
+    )
+    return pairs["_left"].to_numpy(), pairs["_right"].to_numpy()
+
+
 def _rank(members: pd.DataFrame) -> pd.DataFrame:
     columns = ["group_id"] + [c for c, _, _ in _CRITERIA]
     ascending = [True] + [asc for _, asc, _ in _CRITERIA]
@@ -457,7 +588,11 @@ def _survivors(ranked: pd.DataFrame) -> pd.DataFrame:
         _managed_others=ranked.groupby("group_id")["_managed"].sum() - first["_managed"],
         _size=ranked.groupby("group_id").size(),
     )
-    reasons = [_reason(row) for row in _records(first)]
+    facts = first[list(_REASON_FACTS)]
+    reasons = [
+        _reason(dict(zip(_REASON_FACTS, values, strict=True)))
+        for values in zip(*(facts[col].tolist() for col in _REASON_FACTS), strict=True)
+    ]
     out = pd.DataFrame(
         {
             "group_id": first.index,
@@ -483,6 +618,21 @@ def _deciding_criterion(first: pd.DataFrame, second: pd.DataFrame) -> np.ndarray
     labels = np.array([label for _, _, label in _CRITERIA], dtype=object)
     decided = labels[differs.argmax(axis=1)]
     return np.where(second["reference_id"].isna().to_numpy(), "only member", decided)
+
+
+_REASON_FACTS = (
+    "_size",
+    "_managed",
+    "_managed_others",
+    "_group_flows",
+    "_solution_flows",
+    "_solution_label",
+    "identity",
+    "_used_by",
+    "created_on",
+    "_compliant",
+    "decided_by",
+)
 
 
 def _reason(row: Mapping[str, Any]) -> str:
@@ -527,69 +677,117 @@ def _moves(
         ),
         on=["group_id", "survivor_id"],
     )
-    away = uses.merge(target, on="group_id")
-    away = away[away["reference_id"] != away["survivor_id"]]
-    flows = snapshot.flows[["environment_id", "flow_id", "is_managed"]].drop_duplicates(
-        ["environment_id", "flow_id"]
-    )
-    away = away.merge(flows, on=["environment_id", "flow_id"], how="left")
-    why = pd.Series(pd.NA, index=away.index, dtype="string")
-    why = why.mask(away["is_managed"].isna(), BLOCK_FLOW_UNKNOWN)
-    why = why.mask(away["is_managed"].fillna(False).astype(bool), BLOCK_MANAGED_FLOW)
-    unbound_text = away["survivor_logical_name"].map(
+    # One text per survivor, not per flow key.
+    target["_unbound_text"] = target["survivor_logical_name"].map(
         lambda ln: BLOCK_UNBOUND_SURVIVOR.format(survivor=ln)
     )
-    why = why.mask(~away["_survivor_bound"].astype(bool), unbound_text)
+    # Join and filter on positions, then gather only the columns the moves keep.
+    pairs = (
+        uses[["group_id"]]
+        .assign(_use=np.arange(len(uses)))
+        .merge(target[["group_id"]].assign(_target=np.arange(len(target))), on="group_id")
+    )
+    use_at, target_at = pairs["_use"].to_numpy(), pairs["_target"].to_numpy()
+    moving = (
+        (uses["reference_id"].array.take(use_at) != target["survivor_id"].array.take(target_at))
+        .fillna(False)
+        .to_numpy(dtype=bool)
+    )
+    use_at, target_at = use_at[moving], target_at[moving]
+    if not len(use_at):
+        return _empty(MOVE_COLUMNS)
+    env = uses["environment_id"].array.take(use_at)
+    flow_id = uses["flow_id"].array.take(use_at)
+    managed = _flow_managed(snapshot, pd.DataFrame({"environment_id": env, "flow_id": flow_id}))
+    why = pd.Series(pd.NA, index=range(len(use_at)), dtype="string")
+    why = why.mask(managed.isna().to_numpy(), BLOCK_FLOW_UNKNOWN)
+    why = why.mask(managed.fillna(False).to_numpy(dtype=bool), BLOCK_MANAGED_FLOW)
+    unbound = ~target["_survivor_bound"].to_numpy(dtype=bool)[target_at]
+    why = why.mask(unbound, pd.Series(target["_unbound_text"].array.take(target_at)))
+    group_id = uses["group_id"].array.take(use_at)
+    key = uses["key"].array.take(use_at)
+    order = np.lexsort([sort_codes(c) for c in (key, flow_id, group_id, env)])
+    use_at, target_at = use_at[order], target_at[order]
     out = pd.DataFrame(
         {
-            "environment_id": away["environment_id"],
-            "group_id": away["group_id"],
-            "flow_id": away["flow_id"],
-            "key": away["key"],
-            "from_reference_id": away["reference_id"],
-            "from_logical_name": away["logical_name"],
-            "to_reference_id": away["survivor_id"],
-            "to_logical_name": away["survivor_logical_name"],
-            "blocked": why.notna().astype(bool),
-            "why_blocked": why,
+            "environment_id": env.take(order),
+            "group_id": group_id.take(order),
+            "flow_id": flow_id.take(order),
+            "key": key.take(order),
+            "from_reference_id": uses["reference_id"].array.take(use_at),
+            "from_logical_name": uses["logical_name"].array.take(use_at),
+            "to_reference_id": target["survivor_id"].array.take(target_at),
+            "to_logical_name": target["survivor_logical_name"].array.take(target_at),
+            "blocked": why.notna().to_numpy(dtype=bool)[order],
+            "why_blocked": why.array.take(order),
         }
     )
-    if out.empty:
-        return _empty(MOVE_COLUMNS)
-    out = out.sort_values(["environment_id", "group_id", "flow_id", "key"], ignore_index=True)
     return out.astype({c: "string" for c in MOVE_COLUMNS if c != "blocked"})
+
+
+def _flow_managed(snapshot: Snapshot, keys: pd.DataFrame) -> pd.Series:
+    """Return each (environment_id, flow_id) row's ``is_managed`` (<NA>: not in the snapshot)."""
+    on = ["environment_id", "flow_id"]
+    flows = snapshot.flows[[*on, "is_managed"]]
+    found = keys.merge(flows, on=on, how="left")
+    if len(found) != len(keys):  # a flow listed twice and used here: its first row counts
+        found = keys.merge(flows.drop_duplicates(on), on=on, how="left")
+    return found["is_managed"]
+
+
+def sort_codes(values: Any) -> np.ndarray:
+    """Return integer codes that sort like ``values`` (missing values last, as pandas sorts)."""
+    codes, uniques = pd.factorize(values, sort=True)
+    return np.where(codes < 0, len(uniques), codes).astype(np.int64)
 
 
 def _leftovers(snapshot: Snapshot, ranked: pd.DataFrame, moves: pd.DataFrame) -> pd.DataFrame:
     rest = ranked[ranked["_rank"] > 0]
     if rest.empty:
         return _empty(LEFTOVER_COLUMNS)
-    blocked = moves[moves["blocked"]].groupby(["environment_id", "from_reference_id"])
-    stuck = {key: (len(rows), str(rows.iloc[0])) for key, rows in blocked["why_blocked"]}
-    dependents = _other_dependents(snapshot)
-    why_not = []
-    for env, ref, managed in zip(
-        rest["environment_id"], rest["reference_id"], rest["_managed"], strict=True
-    ):
-        problems = ["managed: fix it in the source environment"] if managed else []
-        if (env, ref) in stuck:
-            count, reason = stuck[(env, ref)]
-            problems.append(f"{count} flow key(s) still use it and cannot be moved: {reason}")
-        if (env, ref) in dependents:
-            problems.append(dependents[(env, ref)])
-        why_not.append("; ".join(problems) if problems else pd.NA)
+    keys = ["environment_id", "reference_id"]
+    blocked = moves.loc[moves["blocked"], ["environment_id", "from_reference_id", "why_blocked"]]
+    blocked = blocked.rename(columns={"from_reference_id": "reference_id"}).dropna(subset=keys)
+    stuck = blocked.drop_duplicates(keys).merge(
+        blocked.groupby(keys, sort=False).size().rename("_count").reset_index(), on=keys
+    )
+    stuck["_stuck"] = (
+        stuck["_count"].astype("string")
+        + " flow key(s) still use it and cannot be moved: "
+        + stuck["why_blocked"].astype("string")
+    )
+    dependents = pd.DataFrame(
+        [(env, ref, why) for (env, ref), why in _other_dependents(snapshot).items()],
+        columns=[*keys, "_dependents"],
+    ).astype("string")
+    facts = (
+        rest[keys]
+        .astype("string")
+        .merge(stuck[[*keys, "_stuck"]].astype("string"), on=keys, how="left")
+        .merge(dependents, on=keys, how="left")
+    )
+    # Per leftover: managed; flow keys that cannot move; other dependents (each if so).
+    managed = pd.Series(
+        np.where(rest["_managed"].to_numpy(dtype=bool), MANAGED_LEFTOVER, None), dtype="string"
+    )
+    why_not = _joined(_joined(managed, facts["_stuck"]), facts["_dependents"])
     out = pd.DataFrame(
         {
             "environment_id": rest["environment_id"].to_numpy(),
             "group_id": rest["group_id"].to_numpy(),
             "reference_id": rest["reference_id"].to_numpy(),
             "logical_name": rest["logical_name"].to_numpy(),
-            "why_not": pd.array(why_not, dtype="string"),
+            "why_not": why_not.array,
         }
     )
     out.insert(4, "deletable", out["why_not"].isna().to_numpy())
     out = out.sort_values(["environment_id", "group_id", "reference_id"], ignore_index=True)
     return out.astype({c: "string" for c in LEFTOVER_COLUMNS if c != "deletable"})
+
+
+def _joined(first: pd.Series, then: pd.Series) -> pd.Series:
+    """Join two text columns with "; ", skipping missing parts (both missing: missing)."""
+    return (first + "; " + then).fillna(first).fillna(then)
 
 
 def other_dependents(snapshot: Snapshot) -> dict[tuple[str, str], str]:
@@ -604,21 +802,30 @@ def other_dependents(snapshot: Snapshot) -> dict[tuple[str, str], str]:
 def _other_dependents(snapshot: Snapshot) -> dict[tuple[str, str], str]:
     checks = snapshot.dependency_checks.dropna(subset=["environment_id", "reference_id"])
     out: dict[tuple[str, str], str] = {}
+    others: dict[str, str | None] = {}  # the same dependents text recurs: read it once
     for env, ref, checked, deps in zip(
-        checks["environment_id"],
-        checks["reference_id"],
-        checks["checked"],
-        checks["dependents"],
+        checks["environment_id"].tolist(),
+        checks["reference_id"].tolist(),
+        checks["checked"].tolist(),
+        checks["dependents"].tolist(),
         strict=True,
     ):
         if pd.isna(checked) or not checked:
             out[(env, ref)] = "the dependency check failed, so apps or bots using it are unknown"
             continue
-        pairs = [] if pd.isna(deps) else [p for p in str(deps).split(";") if p.strip()]
-        other = [p.strip() for p in pairs if p.split(":", 1)[0].strip() != WORKFLOW_COMPONENT_TYPE]
-        if other:
-            out[(env, ref)] = f"other components depend on it ({', '.join(sorted(other))})"
+        if pd.isna(deps):
+            continue
+        if deps not in others:
+            others[deps] = _other_components(deps)
+        if others[deps] is not None:
+            out[(env, ref)] = others[deps]
     return out
+
+
+def _other_components(deps: object) -> str | None:
+    pairs = [p for p in str(deps).split(";") if p.strip()]
+    other = [p.strip() for p in pairs if p.split(":", 1)[0].strip() != WORKFLOW_COMPONENT_TYPE]
+    return f"other components depend on it ({', '.join(sorted(other))})" if other else None
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

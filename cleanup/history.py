@@ -14,8 +14,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cleanup import schemas
@@ -69,15 +71,27 @@ class History:
         complete = snapshot.complete_environments()
         prev = self.findings.loc[self.findings["environment_id"].isin(complete)]
         current = [findings[KEY]] + ([excluded[KEY]] if excluded is not None else [])
-        gone = prev.merge(pd.concat(current).drop_duplicates(), on=KEY, how="left", indicator=True)
-        gone = gone.loc[gone["_merge"].eq("left_only")]
+        # An anti-join on the keys alone, so the wide baseline rows are copied once.
+        still = (
+            prev[KEY]
+            .assign(_row=np.arange(len(prev)))
+            .merge(pd.concat(current).drop_duplicates(), on=KEY)["_row"]
+        )
+        gone_rows = np.ones(len(prev), dtype=bool)
+        gone_rows[still.to_numpy()] = False
+        gone = prev.loc[gone_rows]
         gone = gone.rename(columns={"run_id": "last_run_id", "run_time": "last_run_time"})
         return schemas.conform(gone.reset_index(drop=True), RESOLVED, name="resolved findings")
 
-    def _match(self, keys: pd.DataFrame) -> pd.DataFrame:
+    @cached_property
+    def _previous(self) -> pd.DataFrame:
+        """[*KEY, prev_first_seen]: one row per baseline finding, when its streak started."""
         prev = self.findings[[*KEY, "first_seen", "run_time"]].drop_duplicates(KEY)
         prev = prev.assign(prev_first_seen=prev["first_seen"].fillna(prev["run_time"]))
-        out = keys[KEY].merge(prev[[*KEY, "prev_first_seen"]], on=KEY, how="left")
+        return prev[[*KEY, "prev_first_seen"]]
+
+    def _match(self, keys: pd.DataFrame) -> pd.DataFrame:
+        out = keys[KEY].merge(self._previous, on=KEY, how="left")
         out.index = keys.index
         return out
 

@@ -212,7 +212,9 @@ def analyse(snapshot: Snapshot, settings: Settings, folder: Path) -> Analysis:
     history = load_history(settings.run.runs_dir, current_run_id=folder.name)
     results = evaluate_rules(snapshot, settings, history)
     resolved = history.resolved(results.findings, snapshot, results.excluded)
-    proposals = propose(snapshot, duplicate_groups(snapshot), naming=settings.naming)
+    proposals = results.proposals
+    if proposals is None:  # the duplicate rule is disabled
+        proposals = propose(snapshot, duplicate_groups(snapshot), naming=settings.naming)
     plan = build_plan(
         snapshot,
         proposals,

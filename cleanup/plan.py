@@ -17,24 +17,39 @@ raises ``PlanError`` rather than producing a plan):
 * no rewire to a reference that is not bound to a connection;
 * protected references (glob on the logical name) are never deleted or renamed, and flows keep
   using them.
+
+Scale: a tenant of a million flow keys plans hundreds of thousands of actions, so the hot paths
+work on whole columns (snapshot tables are read once, as lists), and each action's canonical JSON
+is rendered by a small template that gives exactly what ``_canonical`` gives (tests hold the two
+together). That text is both what the action id hashes and, with the id in front, the action's
+line in ``plan.json`` and its part of the content hash, so ``save_plan`` streams the file and the
+hash in one pass and ``load_plan`` reads it back line by line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import gc
 import hashlib
 import json
 import typing
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
+from itertools import islice
+from json.encoder import encode_basestring
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cleanup import __version__
 from cleanup.consolidate import BLOCK_MANAGED_FLOW, Proposals, other_dependents
@@ -86,7 +101,7 @@ class PlanSettings:
 # Actions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FlowPreconditions:
     """The flow as it was planned against; apply refuses the action if any of it changed."""
 
@@ -96,7 +111,7 @@ class FlowPreconditions:
     state: str  # on | off | suspended | unknown
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReferencePreconditions:
     """The connection reference as it was planned against; a change means drift."""
 
@@ -108,21 +123,41 @@ class ReferencePreconditions:
 class _Action:
     """Shared behaviour of the action dataclasses: a type tag and a content-derived id."""
 
+    __slots__ = ("_id",)  # the action id, once computed (not a field: it follows from them)
     kind: ClassVar[str]
     id_prefix: ClassVar[str]
 
-    @cached_property
+    @property
     def action_id(self) -> str:
         """A stable id: a hash of the action's type and content."""
-        body = _canonical({"type": self.kind, **_as_json(self)})
-        return f"{self.id_prefix}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+        try:
+            return self._id  # type: ignore[no-any-return]
+        except AttributeError:
+            return _keep_id(self, self.canonical_body())
+
+    def canonical_body(self) -> str:
+        """The canonical JSON of the action's type and fields: what its id hashes."""
+        try:
+            return self._render()
+        except TypeError:  # a field holds something the template does not know: ask json
+            return _canonical({"type": self.kind, **_as_json(self)})
+
+    def _render(self) -> str:
+        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form of the action."""
         return {"type": self.kind, "action_id": self.action_id, **_as_json(self)}
 
 
-@dataclass(frozen=True)
+def _keep_id(action: _Action, body: str) -> str:
+    """Compute an action's id from its canonical body and remember it on the (frozen) action."""
+    value = f"{action.id_prefix}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+    object.__setattr__(action, "_id", value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class RewireFlowKey(_Action):
     """Point one connection key of a cloud flow at the surviving connection reference."""
 
@@ -141,8 +176,20 @@ class RewireFlowKey(_Action):
     group_id: str
     preconditions: FlowPreconditions
 
+    def _render(self) -> str:
+        e, n, pre = encode_basestring, _json_text, self.preconditions
+        return (
+            f'{{"environment_id":{e(self.environment_id)},"flow_id":{e(self.flow_id)},'
+            f'"flow_name":{e(self.flow_name)},"from_logical_name":{e(self.from_logical_name)},'
+            f'"from_reference_id":{e(self.from_reference_id)},"group_id":{e(self.group_id)},'
+            f'"key":{e(self.key)},"preconditions":{{'
+            f'"clientdata_sha256":{e(pre.clientdata_sha256)},"etag":{n(pre.etag)},'
+            f'"modified_on":{n(pre.modified_on)},"state":{e(pre.state)}}},'
+            + _rewire_target_text(self.to_display_name, self.to_logical_name, self.to_reference_id)
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class DeleteReference(_Action):
     """Delete a connection reference that no flow uses once the rewires before it succeeded."""
 
@@ -161,8 +208,20 @@ class DeleteReference(_Action):
     depends_on: tuple[str, ...]
     preconditions: ReferencePreconditions
 
+    def _render(self) -> str:
+        e, n = encode_basestring, _json_text
+        return (
+            f'{{"connection_id":{n(self.connection_id)},"connector":{n(self.connector)},'
+            f'"depends_on":[{",".join(map(e, self.depends_on))}],'
+            f'"display_name":{n(self.display_name)},"environment_id":{e(self.environment_id)},'
+            f'"group_id":{n(self.group_id)},"logical_name":{e(self.logical_name)},'
+            f'"preconditions":{_reference_preconditions_text(self.preconditions)},'
+            f'"reason":{e(self.reason)},"reference_id":{e(self.reference_id)},'
+            f'"type":"delete-reference","unused_since":{n(self.unused_since)}}}'
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class RenameReference(_Action):
     """Change a connection reference's display name to the proposed compliant name."""
 
@@ -176,6 +235,17 @@ class RenameReference(_Action):
     to_display_name: str
     preconditions: ReferencePreconditions
 
+    def _render(self) -> str:
+        e = encode_basestring
+        return (
+            f'{{"environment_id":{e(self.environment_id)},'
+            f'"from_display_name":{_json_text(self.from_display_name)},'
+            f'"logical_name":{e(self.logical_name)},'
+            f'"preconditions":{_reference_preconditions_text(self.preconditions)},'
+            f'"reference_id":{e(self.reference_id)},"to_display_name":{e(self.to_display_name)},'
+            f'"type":"rename-reference"}}'
+        )
+
 
 Action = RewireFlowKey | DeleteReference | RenameReference
 ACTION_TYPES: dict[str, type[Action]] = {
@@ -183,7 +253,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """Something the plan deliberately leaves alone, and why."""
 
@@ -210,6 +280,14 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON document of the plan, without its content hash."""
         return {
+            **self._head(),
+            "actions": [a.to_dict() for a in self.actions],
+            "skipped": [_as_json(s) for s in self.skipped],
+        }
+
+    def _head(self) -> dict[str, Any]:
+        """The document's members other than its two lists, in file order."""
+        return {
             "format": PLAN_FORMAT,
             "format_version": self.format_version,
             "run_id": self.run_id,
@@ -217,22 +295,31 @@ class Plan:
             "tool_version": self.tool_version,
             "config_fingerprint": self.config_fingerprint,
             "environment_ids": list(self.environment_ids),
-            "actions": [a.to_dict() for a in self.actions],
-            "skipped": [_as_json(s) for s in self.skipped],
         }
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         """Return the hash over the whole plan, as stored in ``plan.json``."""
-        return compute_content_hash(self.to_dict())
+        return _stream_plan(self, None)
 
     def actions_for(self, environment_id: str) -> tuple[Action, ...]:
         """Return the actions of one environment, in order."""
-        return tuple(a for a in self.actions if a.environment_id == environment_id)
+        return self._actions_by_environment.get(environment_id, ())
+
+    @cached_property
+    def _actions_by_environment(self) -> dict[str, tuple[Action, ...]]:
+        by_env: dict[str, list[Action]] = defaultdict(list)
+        for action in self.actions:
+            by_env[action.environment_id].append(action)
+        return {env: tuple(actions) for env, actions in by_env.items()}
 
 
 # ---------------------------------------------------------------------------------------------
-# Hashes
+# Hashes and canonical JSON
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_READABLE = json.JSONEncoder(ensure_ascii=False)
 
 
 def compute_content_hash(document: Mapping[str, Any]) -> str:
@@ -286,7 +373,114 @@ def _layout(cls: type) -> tuple[tuple[str, str], ...]:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
+
+
+def _json_text(value: str | None) -> str:
+    """A string or None as JSON (anything else raises ``TypeError``: the caller falls back)."""
+    return "null" if value is None else encode_basestring(value)
+
+
+def _json_scalar(value: Any) -> str:
+    """A string, bool or None as JSON (anything else raises ``TypeError``)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return encode_basestring(value)
+
+
+# The templates (here and in the actions' ``_render``) give exactly what ``_canonical`` gives for
+# the same values: keys sorted, no spaces, non-ASCII kept. ``encode_basestring`` raises TypeError
+# for anything but a string, and callers then fall back to ``_canonical``.
+
+
+@lru_cache(maxsize=1 << 14)
+def _rewire_target_text(to_display_name: str, to_logical_name: str, to_reference_id: str) -> str:
+    """The end of a rewire's canonical JSON: what it points at (remembered: a whole group's
+    rewires point at one reference)."""
+    e = encode_basestring
+    return (
+        f'"to_display_name":{e(to_display_name)},"to_logical_name":{e(to_logical_name)},'
+        f'"to_reference_id":{e(to_reference_id)},"type":"rewire-flow-key"}}'
+    )
+
+
+def _reference_preconditions_text(pre: ReferencePreconditions) -> str:
+    return (
+        f'{{"content_sha256":{encode_basestring(pre.content_sha256)},'
+        f'"etag":{_json_text(pre.etag)},"modified_on":{_json_text(pre.modified_on)}}}'
+    )
+
+
+_REFERENCE_HASH_ORDER = tuple(sorted(REFERENCE_HASH_FIELDS))
+
+
+def _reference_hash_text(
+    connection_id: Any,
+    connector_id: Any,
+    custom_connector_id: Any,
+    description: Any,
+    display_name: Any,
+    is_managed: Any,
+    logical_name: Any,
+    modified_on: Any,
+    owner_id: Any,
+    reference_id: Any,
+) -> str:
+    """What ``reference_content_sha256`` hashes, for JSON-ready values (fields in key order)."""
+    n = _json_scalar
+    return (
+        f'{{"connection_id":{n(connection_id)},"connector_id":{n(connector_id)},'
+        f'"custom_connector_id":{n(custom_connector_id)},"description":{n(description)},'
+        f'"display_name":{n(display_name)},"is_managed":{n(is_managed)},'
+        f'"logical_name":{n(logical_name)},"modified_on":{n(modified_on)},'
+        f'"owner_id":{n(owner_id)},"reference_id":{n(reference_id)}}}'
+    )
+
+
+def _skipped_text(item: Skipped) -> str:
+    """The canonical JSON of a skipped item."""
+    e = encode_basestring
+    try:
+        return (
+            f'{{"environment_id":{e(item.environment_id)},"name":{e(item.name)},'
+            f'"object_id":{e(item.object_id)},"object_type":{e(item.object_type)},'
+            f'"reason":{e(item.reason)}}}'
+        )
+    except TypeError:
+        return _canonical(_as_json(item))
+
+
+def _action_text(action: Action) -> str:
+    """The canonical JSON of an action with its id: its line in plan.json, its part of the hash.
+
+    ``action_id`` sorts before every other key, so it goes first, in front of the body.
+    """
+    body = action.canonical_body()
+    try:
+        action_id = action._id
+    except AttributeError:
+        action_id = _keep_id(action, body)
+    return f'{{"action_id":{encode_basestring(action_id)},{body[1:]}'
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while making many small objects (none in cycles).
+
+    With the collector on, each collection walks every object alive (the snapshot's columns,
+    the actions made so far), so planning a large tenant got slower than linear.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _plain(value: Any) -> Any:
@@ -302,42 +496,145 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_PLAIN_TYPES = frozenset({str, bool, int, float, type(None)})
+
+
+def _plain_values(series: pd.Series, *, shared: bool = False) -> list[Any]:
+    """A column as a list of ``_plain`` values, computed on the whole column at once.
+
+    ``shared``: equal strings become one object (less memory where values repeat).
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
+        return _iso_values(series)
+    if shared and isinstance(dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(series)
+        shared = np.append(uniques.to_numpy(dtype=object), None)
+        return shared[codes].tolist()  # code -1 (missing) takes the None at the end
+    values = series.to_numpy(dtype=object, na_value=None).tolist()
+    if not _PLAIN_TYPES.issuperset(map(type, values)):
+        values = [_plain(v) for v in values]
+    return values
+
+
+def _iso_values(series: pd.Series) -> list[str | None]:
+    """Timestamps as ``_plain`` gives them (ISO 8601 in UTC), for a whole column."""
+    try:
+        utc = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
+        stamps = (utc.dt.tz_localize(None) if utc.dt.tz is not None else utc).to_numpy(
+            "datetime64[ns]"
+        )
+    except (OverflowError, ValueError):  # out of the nanosecond range: one by one
+        return [_plain(v) for v in series.to_numpy(dtype=object)]
+    seconds = stamps.astype("datetime64[s]")
+    missing = np.isnat(stamps)
+    odd = (stamps != seconds) & ~missing  # fractions of a second: pandas writes those
+    out: list[str | None] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00").tolist()
+    if missing.any() or odd.any():
+        originals = series.to_numpy(dtype=object)
+        for i in np.flatnonzero(missing | odd).tolist():
+            out[i] = None if missing[i] else _plain(originals[i])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
-# Save and load
+# Save: plan.json is streamed, and hashed as it is written
+
+
+_LISTS = ("actions", "skipped")
 
 
 def save_plan(plan: Plan, path: str | Path) -> Path:
-    """Write ``plan.json`` with its content hash; return the path written."""
+    """Write ``plan.json`` with its content hash; return the path written.
+
+    The file is written as it is rendered (one action or skipped item per line, in canonical
+    JSON), so the whole document is never held in memory.
+    """
     path = Path(path)
-    document = plan.to_dict()
-    document["content_hash"] = compute_content_hash(document)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(_readable_json(document), encoding="utf-8")
+    with tmp.open("wb") as out:
+        digest = _stream_plan(plan, out)
     tmp.replace(path)
+    plan.__dict__["content_hash"] = digest  # the cached_property's value: the same hash
     return path
 
 
-def _readable_json(document: Mapping[str, Any]) -> str:
-    """JSON with one action or skipped item per line: easy to review and to diff, fast to write."""
-    lines = ["{"]
-    items = list(document.items())
-    for i, (key, value) in enumerate(items):
-        comma = "," if i < len(items) - 1 else ""
-        name = json.dumps(key)
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            rows = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in value)
-            lines.append(f"  {name}: [\n{rows}\n  ]{comma}")
+def _canonical_frame(head: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The canonical document around its two lists: before actions, between them, after."""
+    keys = sorted({*head, *_LISTS})
+    pieces: list[str] = []
+    text = "{"
+    for i, key in enumerate(keys):
+        text += ("," if i else "") + _canonical(key) + ":"
+        if key in _LISTS:
+            pieces.append(text + "[")
+            text = "]"
         else:
-            lines.append(f"  {name}: {json.dumps(value, ensure_ascii=False)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            text += _canonical(head[key])
+    return pieces[0], pieces[1], text + "}"
+
+
+def _stream_plan(plan: Plan, out: IO[bytes] | None) -> str:
+    """Return the plan's content hash; with ``out``, write plan.json there as it is hashed.
+
+    The hash is over the canonical document (what ``compute_content_hash`` gives); the file
+    holds the same canonical text for each action and skipped item, one per line.
+    """
+    head = plan._head()
+    before, between, after = _canonical_frame(head)
+    hasher = hashlib.sha256(before.encode())
+    if out is not None:
+        members = "".join(
+            f"  {_READABLE.encode(k)}: {_READABLE.encode(v)},\n" for k, v in head.items()
+        )
+        out.write(("{\n" + members).encode())
+    _stream_list(hasher, out, "actions", map(_action_text, plan.actions))
+    hasher.update(between.encode())
+    _stream_list(hasher, out, "skipped", map(_skipped_text, plan.skipped))
+    hasher.update(after.encode())
+    digest = "sha256:" + hasher.hexdigest()
+    if out is not None:
+        out.write(f'  "content_hash": {_READABLE.encode(digest)}\n}}\n'.encode())
+    return digest
+
+
+_ITEM_BREAK = ",\n    "  # between two items of a list in plan.json
+_BATCH = 2048  # items rendered, hashed and written at a time
+
+
+def _stream_list(hasher: Any, out: IO[bytes] | None, name: str, texts: Iterator[str]) -> None:
+    """Hash (and write) the items of one list, a batch at a time.
+
+    In the file items are parted by a comma, a line break and an indent, in the hash by a
+    comma alone: JSON text never holds a raw line break, so a replace turns one into the other.
+    """
+    first = True
+    while batch := list(islice(texts, _BATCH)):
+        if out is None:
+            hasher.update(("," if not first else "").encode() + ",".join(batch).encode())
+        else:
+            data = (("" if first else _ITEM_BREAK) + _ITEM_BREAK.join(batch)).encode()
+            hasher.update(data.replace(_ITEM_BREAK.encode(), b","))
+            out.write(f'  "{name}": [\n    '.encode() + data if first else data)
+        first = False
+    if out is not None:
+        out.write((f'  "{name}": [],\n' if first else "\n  ],\n").encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
 
 
 def load_plan(path: str | Path) -> Plan:
     """Read and validate ``plan.json``; raise ``PlanError`` naming what is wrong."""
     path = Path(path)
+    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle, _gc_paused():
+            reader = _StreamReader(source)
+            if reader.read(handle):
+                return reader.plan()
+        text = path.read_text(encoding="utf-8")  # another layout: read the document whole
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"Cannot read the plan {path}: {exc}.") from None
     try:
@@ -347,55 +644,79 @@ def load_plan(path: str | Path) -> Plan:
             f"{path} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "it is not a plan written by connref-cleanup."
         ) from None
-    return plan_from_document(document, source=str(path))
+    return plan_from_document(document, source=source)
 
 
 def plan_from_document(document: Any, *, source: str = "the plan") -> Plan:
     """Validate a parsed plan document and return the ``Plan`` it holds."""
-    if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
+    if not isinstance(document, dict):
+        document = None
+    _check_head(document, document or (), source)
+    assert document is not None
+    if document["content_hash"] != compute_content_hash(document):
+        raise PlanError(f"{source}: {ALTERED}.")
+    try:
+        with _gc_paused():
+            return _plan_from_checked(document)
+    except (TypeError, ValueError) as exc:
+        raise PlanError(f"{source}: {exc}.") from None
+
+
+def _check_head(head: Mapping[str, Any] | None, present: Iterable[str], source: str) -> None:
+    """Refuse a document that is not a plan, has another version or misses a field."""
+    if head is None or head.get("format") != PLAN_FORMAT:
         raise PlanError(f'{source} is not a connref-cleanup plan (no "format": "{PLAN_FORMAT}").')
-    version = document.get("format_version")
+    version = head.get("format_version")
     if version != PLAN_FORMAT_VERSION:
         raise PlanError(
             f"{source} has plan format version {version!r}; this connref-cleanup "
             f"({__version__}) reads version {PLAN_FORMAT_VERSION}. "
             "Re-run the job to get a new plan."
         )
+    present = set(present)
     required = [f.name for f in dataclasses.fields(Plan)] + ["content_hash"]
     for name in required:
-        if name not in document:
+        if name not in present:
             raise PlanError(f"{source} is missing the field '{name}'; {ALTERED}.")
-    if document["content_hash"] != compute_content_hash(document):
-        raise PlanError(f"{source}: {ALTERED}.")
-    try:
-        return _plan_from_checked(document)
-    except (TypeError, ValueError) as exc:
-        raise PlanError(f"{source}: {exc}.") from None
 
 
 def _plan_from_checked(document: dict[str, Any]) -> Plan:
     actions = tuple(_action_from_dict(item, i) for i, item in enumerate(document["actions"], 1))
     skipped = tuple(
-        _from_dict(Skipped, item, f"skipped item #{i}")
+        _skipped_from_dict(item, i)
         for i, item in enumerate(_list(document["skipped"], "skipped"), 1)
     )
-    plan = Plan(
-        run_id=_typed(document["run_id"], str, "run_id"),
-        created_at=datetime.fromisoformat(_typed(document["created_at"], str, "created_at")),
-        tool_version=_typed(document["tool_version"], str, "tool_version"),
-        config_fingerprint=_typed(document["config_fingerprint"], str, "config_fingerprint"),
+    return _plan_from_parts(document, actions, skipped)
+
+
+def _plan_from_parts(
+    head: Mapping[str, Any], actions: tuple[Action, ...], skipped: tuple[Skipped, ...]
+) -> Plan:
+    return Plan(
+        run_id=_typed(head["run_id"], str, "run_id"),
+        created_at=datetime.fromisoformat(_typed(head["created_at"], str, "created_at")),
+        tool_version=_typed(head["tool_version"], str, "tool_version"),
+        config_fingerprint=_typed(head["config_fingerprint"], str, "config_fingerprint"),
         environment_ids=tuple(
             _typed(e, str, "environment_ids")
-            for e in _list(document["environment_ids"], "environment_ids")
+            for e in _list(head["environment_ids"], "environment_ids")
         ),
         actions=actions,
         skipped=skipped,
-        format_version=document["format_version"],
+        format_version=head["format_version"],
     )
-    return plan
 
 
 def _action_from_dict(item: Any, index: int) -> Action:
+    return _read_action(item, index)[0]
+
+
+def _read_action(item: Any, index: int) -> tuple[Action, str]:
+    """Build one action of a document and check its id; return it with its canonical text.
+
+    The text is what ``_canonical(item)`` gives: the action holds exactly the item's values
+    (their types are checked), and its id is the item's.
+    """
     if not isinstance(item, dict):
         raise PlanError(f"action #{index} is not an object")
     kind = item.get("type")
@@ -406,11 +727,76 @@ def _action_from_dict(item: Any, index: int) -> Action:
             f"action #{index} has the unknown action type {kind!r} (known: {known}); "
             "this plan was written by another version, or altered. Re-run the job."
         )
-    body = {k: v for k, v in item.items() if k not in ("type", "action_id")}
-    action: Action = _from_dict(cls, body, f"action #{index} ({kind})")
-    if item.get("action_id") != action.action_id:
+    action = _fast_from_dict(cls, item, ("type", "action_id"))
+    if action is None:  # something is off: the careful path names it
+        body = {k: v for k, v in item.items() if k not in ("type", "action_id")}
+        action = _from_dict(cls, body, f"action #{index} ({kind})")
+    text = action.canonical_body()
+    action_id = _keep_id(action, text)
+    if item.get("action_id") != action_id:
         raise PlanError(f"action #{index} ({kind}) has an id that does not match it; {ALTERED}")
-    return action
+    return action, f'{{"action_id":{encode_basestring(action_id)},{text[1:]}'
+
+
+def _skipped_from_dict(item: Any, index: int) -> Skipped:
+    fast = _fast_from_dict(Skipped, item, ())
+    return fast if fast is not None else _from_dict(Skipped, item, f"skipped item #{index}")
+
+
+_OPTIONAL_STR = "str | None"
+_STR_TUPLE = "tuple[str, ...]"
+_SPECS: dict[tuple[type, tuple[str, ...]], Any] = {}
+
+
+def _spec(cls: type, meta: tuple[str, ...]) -> tuple[frozenset[str], list[tuple[str, Any]]] | None:
+    """What ``_fast_from_dict`` checks for a class: its keys and each field's kind."""
+    key = (cls, meta)
+    if key not in _SPECS:
+        fields: list[tuple[str, Any]] | None = []
+        for name, hint in _hints(cls).items():
+            if hint is str:
+                kind: Any = str
+            elif hint == (str | None):
+                kind = _OPTIONAL_STR
+            elif hint == tuple[str, ...]:
+                kind = _STR_TUPLE
+            elif dataclasses.is_dataclass(hint):
+                kind = hint
+            else:
+                fields = None
+                break
+            fields.append((name, kind))  # type: ignore[union-attr]
+        _SPECS[key] = None if fields is None else (frozenset(_hints(cls)) | set(meta), fields)
+    return _SPECS[key]  # type: ignore[no-any-return]
+
+
+def _fast_from_dict(cls: type[Any], data: Any, meta: tuple[str, ...]) -> Any:
+    """Build a dataclass from a JSON object whose keys and types are exactly right, else None.
+
+    ``meta`` are keys the object holds besides the fields (an action's type and id).
+    """
+    spec = _spec(cls, meta)
+    if spec is None or type(data) is not dict or data.keys() != spec[0]:
+        return None
+    values = []
+    for name, kind in spec[1]:
+        value = data[name]
+        if kind is str:
+            if type(value) is not str:
+                return None
+        elif kind is _OPTIONAL_STR:
+            if value is not None and type(value) is not str:
+                return None
+        elif kind is _STR_TUPLE:
+            if type(value) is not list or not all(type(v) is str for v in value):
+                return None
+            value = tuple(value)
+        else:
+            value = _fast_from_dict(kind, value, ())
+            if value is None:
+                return None
+        values.append(value)
+    return cls(*values)
 
 
 def _from_dict(cls: type[Any], data: Any, where: str) -> Any:
@@ -451,18 +837,293 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
+class _StreamReader:
+    """Read plan.json as ``save_plan`` lays it out, one line at a time, hashing as it goes.
+
+    ``read`` returns False as soon as the text is laid out otherwise (hand-edited, re-indented,
+    not JSON, ...): the caller then parses the whole document, which also words JSON errors.
+    Problems with the plan itself are kept, and ``plan`` raises them in the order
+    ``plan_from_document`` would.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.head: dict[str, Any] = {}  # the members other than the two lists
+        self.opened: list[str] = []  # the lists met, in order
+        self.items: dict[str, list[Any]] = {name: [] for name in _LISTS}
+        self.problems: dict[str, Exception] = {}
+        self.hasher: Any = None
+        self.frame = ("", "", "")
+
+    def read(self, handle: IO[str]) -> bool:
+        """Consume the file; True if it had the expected layout (and so was read whole)."""
+        if handle.readline() != "{\n":
+            return False
+        in_list: str | None = None
+        more = True  # the member or item before ended with a comma
+        for raw in handle:
+            line = raw.rstrip("\n")
+            if in_list is not None:
+                if line.startswith("    ") and more:
+                    text = line[4:]
+                    more = text.endswith(",")
+                    if not self._item(in_list, text[:-1] if more else text):
+                        return False
+                elif line in ("  ]", "  ],") and not more:
+                    in_list, more = None, line.endswith(",")
+                else:
+                    return False
+            elif line == "}":
+                return not more and not handle.read().strip()
+            elif line.startswith('  "') and more:
+                text = line[2:]
+                if text.endswith(": ["):
+                    in_list = self._open(text[:-3])
+                    if in_list is None:
+                        return False
+                else:
+                    more = text.endswith(",")
+                    if not self._member(text[:-1] if more else text):
+                        return False
+            else:
+                return False
+        return False  # no closing brace
+
+    def _member(self, text: str) -> bool:
+        try:
+            member = json.loads("{" + text + "}")
+        except json.JSONDecodeError:
+            return False
+        if len(member) != 1:
+            return False
+        ((key, value),) = member.items()
+        if key in self.head or key in self.opened:
+            return False  # json keeps the last of repeated keys: leave that to it
+        if key in _LISTS:  # an inline list, as "actions": []
+            if not isinstance(value, list) or self._open(_READABLE.encode(key)) is None:
+                return False
+            return all(self._take(key, item) for item in value)
+        if self.opened and key != "content_hash":
+            return False  # a member after the lists: the hash is not streamed that way
+        self.head[key] = value
+        return True
+
+    def _open(self, quoted: str) -> str | None:
+        try:
+            key = json.loads(quoted)
+        except json.JSONDecodeError:
+            return None
+        if key not in _LISTS or self.opened != list(_LISTS[: _LISTS.index(key)]):
+            return None  # unknown, repeated, or skipped before actions
+        if key == "actions":
+            self.frame = _canonical_frame(
+                {k: v for k, v in self.head.items() if k != "content_hash"}
+            )
+            self.hasher = hashlib.sha256(self.frame[0].encode())
+        else:
+            self.hasher.update(self.frame[1].encode())
+        self.opened.append(key)
+        return key  # type: ignore[no-any-return]
+
+    def _item(self, name: str, text: str) -> bool:
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError:
+            return False
+        return self._take(name, item)
+
+    def _take(self, name: str, item: Any) -> bool:
+        items = self.items[name]
+        index = len(items) + 1
+        canonical = None
+        if name not in self.problems:
+            try:
+                if name == "actions":
+                    action, canonical = _read_action(item, index)
+                    items.append(action)
+                else:
+                    skip = _skipped_from_dict(item, index)
+                    items.append(skip)
+                    canonical = _skipped_text(skip)
+            except (PlanError, TypeError, ValueError) as exc:
+                self.problems[name] = exc
+        if canonical is None:
+            items.append(None)  # keeps the count; the plan is refused anyway
+            canonical = _canonical(item)
+        self.hasher.update((canonical if index == 1 else "," + canonical).encode())
+        return True
+
+    def plan(self) -> Plan:
+        """Return the plan read, or raise what ``plan_from_document`` would raise."""
+        _check_head(self.head, {*self.head, *self.opened}, self.source)
+        self.hasher.update(self.frame[2].encode())
+        if self.head["content_hash"] != "sha256:" + self.hasher.hexdigest():
+            raise PlanError(f"{self.source}: {ALTERED}.")
+        try:
+            for name in _LISTS:
+                if name in self.problems:
+                    raise self.problems[name]
+            actions, skipped = (tuple(self.items[name]) for name in _LISTS)
+            return _plan_from_parts(self.head, actions, skipped)
+        except (TypeError, ValueError) as exc:
+            raise PlanError(f"{self.source}: {exc}.") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Building
 
 
 @dataclass
 class _Unit:
-    """Actions that are planned or dropped together (a whole duplicate group, or one action)."""
+    """Actions that are planned or dropped together (a whole duplicate group, or one action).
+
+    ``names`` runs alongside ``actions``: what a skipped action is reported as (kind, object id,
+    name), or None for a rewire, whose skipped item follows from the action itself.
+    """
 
     environment_id: str
     order: tuple[int, str]
     actions: list[Action] = field(default_factory=list)
-    names: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> skipped object
+    names: list[tuple[str, str, str] | None] = field(default_factory=list)
+
+    def add(self, action: Action, name: tuple[str, str, str] | None) -> None:
+        self.actions.append(action)
+        self.names.append(name)
+
+
+_REFERENCE_COLUMNS = (
+    "environment_id",
+    "reference_id",
+    "logical_name",
+    "display_name",
+    "connector",
+    "connector_id",
+    "connection_id",
+    "custom_connector_id",
+    "description",
+    "is_managed",
+    "owner_id",
+    "modified_on",
+    "etag",
+)
+_FLOW_COLUMNS = (
+    "environment_id",
+    "flow_id",
+    "name",
+    "state",
+    "etag",
+    "modified_on",
+    "clientdata_sha256",
+    "is_managed",
+)
+
+
+_FEW = 2000  # below this many keys, lookups go one by one
+
+
+class _LazyColumns(dict):  # type: ignore[type-arg]
+    """A frame's columns as lists of JSON-ready values, converted when first read."""
+
+    def __init__(self, frame: pd.DataFrame, names: Sequence[str]) -> None:
+        super().__init__()
+        self.frame = frame
+        self.names = names
+
+    def __missing__(self, name: str) -> list[Any]:
+        if name not in self.names:
+            raise KeyError(name)
+        (values,) = _columns(self.frame, (name,), shared=True)
+        self[name] = values
+        return values
+
+
+class _Rows:
+    """A snapshot table by (environment, id), for single lookups and for whole columns of keys.
+
+    Rows missing either key are left out, and the first of repeated keys wins (as ``_index``).
+    Values are JSON-ready (``_plain``); whole columns are only converted when asked for.
+    """
+
+    def __init__(self, frame: pd.DataFrame, id_column: str, columns: Sequence[str]) -> None:
+        keep = (frame["environment_id"].notna() & frame[id_column].notna()).to_numpy(dtype=bool)
+        self.frame = _rows_where(frame, columns, None if keep.all() else keep)
+        self.names = tuple(columns)
+        self.id_column = id_column
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @cached_property
+    def values(self) -> _LazyColumns:
+        """Every column as a list, by position (each converted when first asked for)."""
+        return _LazyColumns(self.frame, self.names)
+
+    @cached_property
+    def envs(self) -> list[Any]:
+        return self.values["environment_id"]
+
+    @cached_property
+    def _by_key(self) -> tuple[dict[Any, int], bool]:
+        """Position by id, or by (environment, id) if an id is in several environments (True)."""
+        ids = self.values[self.id_column]
+        last = len(ids) - 1
+        # Reversed, so that the first of repeated keys is the one kept.
+        by_id = dict(zip(reversed(ids), range(last, -1, -1), strict=True))
+        if len(by_id) == len(ids):
+            return by_id, False
+        keys = list(zip(self.envs, ids, strict=True))
+        return dict(zip(reversed(keys), range(last, -1, -1), strict=True)), True
+
+    def find(self, env: Any, object_id: Any) -> int | None:
+        """Return the position of a row, or None."""
+        by_key, pairs = self._by_key
+        if pairs:
+            return by_key.get((env, object_id))
+        pos = by_key.get(object_id)
+        return pos if pos is not None and self.envs[pos] == env else None
+
+    def row(self, pos: int) -> dict[str, Any]:
+        """Return a row as a dict of JSON-ready values."""
+        return {name: self.values[name][pos] for name in self.names}
+
+    def get(self, env: Any, object_id: Any) -> dict[str, Any] | None:
+        """Return a row as a dict, or None if absent."""
+        pos = self.find(env, object_id)
+        return None if pos is None else self.row(pos)
+
+    @cached_property
+    def _index(self) -> tuple[pd.MultiIndex, np.ndarray | None]:
+        """The (environment, id) keys, the first of repeated ones kept, and their positions."""
+        keys = pd.MultiIndex.from_arrays([self.frame["environment_id"], self.frame[self.id_column]])
+        first = ~keys.duplicated(keep="first")
+        if first.all():
+            return keys, None
+        return keys[first], np.flatnonzero(first)
+
+    def positions(self, envs: Sequence[Any], ids: Sequence[Any]) -> np.ndarray:
+        """The position of each (environment, id), -1 where there is no such row."""
+        if not len(ids) or not len(self.frame):
+            return np.full(len(ids), -1, dtype=np.intp)
+        if len(ids) < _FEW:  # not worth the index
+            found = map(self.find, envs, ids)
+            return np.fromiter((-1 if p is None else p for p in found), np.intp, len(ids))
+        index, first = self._index
+        keys = [v if isinstance(v, pd.Series) else _string_array(list(v)) for v in (envs, ids)]
+        pos = index.get_indexer(pd.MultiIndex.from_arrays(keys))
+        return pos if first is None else np.where(pos >= 0, first[pos], -1)
+
+    def gather(self, positions: np.ndarray, names: Sequence[str]) -> dict[str, list[Any]]:
+        """Columns of the rows at ``positions`` (as lists, None where a position is -1)."""
+        missing = positions < 0
+        if not len(self.frame):
+            return {name: [None] * len(positions) for name in names}
+        rows = _rows_where(self.frame, names, np.where(missing, 0, positions))
+        out = dict(zip(names, _columns(rows, names), strict=True))
+        if missing.any():
+            for values in out.values():
+                for i in np.flatnonzero(missing).tolist():
+                    values[i] = None
+        return out
 
 
 class _Context:
@@ -471,22 +1132,61 @@ class _Context:
     def __init__(self, snapshot: Snapshot, settings: PlanSettings) -> None:
         self.snapshot = snapshot
         self.settings = settings
-        self.references = _index(snapshot.references, "reference_id")
-        self.flows = _index(snapshot.flows, "flow_id")
+        self.references = _Rows(snapshot.references, "reference_id", _REFERENCE_COLUMNS)
+        self.flows = _Rows(snapshot.flows, "flow_id", _FLOW_COLUMNS)
         self.dependents = other_dependents(snapshot)
         self.delete_blockers = _environment_blockers(snapshot)
-        uses = snapshot.usages.dropna(subset=["environment_id", "flow_id", "key", "logical_name"])
-        self.usages = uses.assign(_ln=uses["logical_name"].str.lower())
-        users = self.usages.groupby(["environment_id", "_ln"])["flow_id"].nunique()
-        self.flows_using: dict[Any, int] = users.to_dict()
+        self._protected: dict[Any, bool] = {}
+        self._reference_preconditions: dict[int, ReferencePreconditions] = {}
+
+    @cached_property
+    def usages(self) -> pd.DataFrame:
+        """Usages with every key present, and their logical names in lower case."""
+        keys = ["environment_id", "flow_id", "key", "logical_name"]
+        usages = self.snapshot.usages
+        known = usages[keys].notna().all(axis=1).to_numpy(dtype=bool)
+        uses = _rows_where(usages, keys, None if known.all() else known)
+        return uses.assign(_ln=uses["logical_name"].str.lower())
 
     def reference(self, env: str, ref_id: str) -> dict[str, Any] | None:
         """Return a ``references`` row (None for missing values), or None if absent."""
-        return self.references.get((env, ref_id))
+        return self.references.get(env, ref_id)
 
     def flow(self, env: str, flow_id: str) -> dict[str, Any] | None:
         """Return a ``flows`` row (None for missing values), or None if absent."""
-        return self.flows.get((env, flow_id))
+        return self.flows.get(env, flow_id)
+
+    def is_protected(self, logical_name: Any) -> bool:
+        """``PlanSettings.is_protected``, remembered per name."""
+        if not self.settings.protected_patterns:
+            return False
+        if logical_name not in self._protected:
+            self._protected[logical_name] = self.settings.is_protected(logical_name)
+        return self._protected[logical_name]
+
+    def flows_using(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """How many flows use each (environment, lower-case logical name) asked about."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        uses = self.usages
+        uses = _rows_where(uses, uses.columns, _isin(uses["_ln"], {name for _, name in keys}))
+        users = uses.groupby(["environment_id", "_ln"])["flow_id"].nunique()
+        return {k: int(v) for k, v in users.items() if k in keys}
+
+    def reference_preconditions(self, pos: int) -> ReferencePreconditions:
+        """The preconditions of the reference at a position (one value per reference)."""
+        pre = self._reference_preconditions.get(pos)
+        if pre is None:
+            values = self.references.values
+            try:
+                text = _reference_hash_text(*(values[n][pos] for n in _REFERENCE_HASH_ORDER))
+                content = hashlib.sha256(text.encode()).hexdigest()
+            except TypeError:  # a value the template does not know: the general way
+                content = reference_content_sha256(self.references.row(pos))
+            pre = ReferencePreconditions(values["etag"][pos], values["modified_on"][pos], content)
+            self._reference_preconditions[pos] = pre
+        return pre
 
 
 def build_plan(
@@ -500,13 +1200,34 @@ def build_plan(
     now: datetime,
 ) -> Plan:
     """Turn proposals and findings into a safe, ordered plan (pure: nothing is read or written)."""
+    with _gc_paused():
+        return _build_plan(
+            snapshot,
+            proposals,
+            findings,
+            settings,
+            run_id=run_id,
+            config_fingerprint=config_fingerprint,
+            now=now,
+        )
+
+
+def _build_plan(
+    snapshot: Snapshot,
+    proposals: Proposals,
+    findings: pd.DataFrame | None,
+    settings: PlanSettings,
+    *,
+    run_id: str,
+    config_fingerprint: str,
+    now: datetime,
+) -> Plan:
     ctx = _Context(snapshot, settings)
     skipped: list[Skipped] = []
     units = _group_units(ctx, proposals, findings, skipped)
     deleted = {(a.environment_id, a.reference_id) for u in units for a in _deletes(u.actions)}
-    units += _unused_units(ctx, findings, deleted, skipped)
+    units += _unused_units(ctx, findings, deleted, skipped)  # adds what it deletes to `deleted`
     if settings.propose_renames:
-        deleted = {(a.environment_id, a.reference_id) for u in units for a in _deletes(u.actions)}
         units += _rename_units(ctx, findings, deleted, skipped)
     actions = _within_limits(units, settings.max_actions_per_environment, skipped)
     actions = _drop_still_used_deletes(ctx, actions, skipped)
@@ -560,31 +1281,145 @@ def _environment_blockers(snapshot: Snapshot) -> dict[str, str]:
     return out
 
 
+def _rows_where(frame: pd.DataFrame, names: Iterable[str], rows: np.ndarray | None) -> pd.DataFrame:
+    """Some columns of a frame, at some rows (a boolean mask or positions; None: all rows).
+
+    Done column by column: arrow filters and takes a column fast, where a frame's own
+    indexing of arrow-backed columns was ten times slower.
+    """
+    columns = {}
+    for name in names:
+        if name in frame.columns:
+            values = frame[name].array
+            columns[name] = values if rows is None else values[rows]
+    return pd.DataFrame(columns)
+
+
+def _isin(series: pd.Series, values: Iterable[Any]) -> np.ndarray:
+    """``Series.isin`` as a boolean array (None in ``values`` matches nothing).
+
+    Arrow-backed strings are looked up by arrow; pandas would check each value one by one.
+    """
+    wanted = [v for v in values if v is not None]
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        try:
+            array = pa.array(series)
+            found = pc.is_in(array, value_set=pa.array(wanted, type=array.type))
+            return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        except (pa.ArrowException, TypeError, ValueError):
+            pass  # values that are not strings: pandas below
+    objects = pd.Series(series.to_numpy(dtype=object), dtype=object)
+    return objects.isin(pd.Series(wanted, dtype=object)).to_numpy(dtype=bool)
+
+
+def _columns(frame: pd.DataFrame, names: Sequence[str], *, shared: bool = False) -> list[list[Any]]:
+    """Columns of a frame as lists (None for missing values; absent columns are all None).
+
+    ``shared``: equal strings become one object (for columns with many repeats).
+    """
+    return [
+        _plain_values(frame[n], shared=shared) if n in frame.columns else [None] * len(frame)
+        for n in names
+    ]
+
+
+def _positions(series: pd.Series) -> dict[Any, list[int]]:
+    """The row positions of each value of a column, in row order (missing values: None)."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    keys = [None if pd.isna(u) else u for u in np.asarray(uniques, dtype=object).tolist()]
+    if not keys:
+        return {}
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(keys)))[:-1]
+    return dict(zip(keys, (part.tolist() for part in np.split(order, bounds)), strict=True))
+
+
+_FLOW_UNKNOWN = "the flow is not in the snapshot"
+_FLOW_UNHASHED = "the flow's content hash is unknown, so apply could not detect a change"
+
+
+def _flow_problem(position: int, is_managed: Any, clientdata_sha256: Any) -> str | None:
+    if position < 0:
+        return _FLOW_UNKNOWN
+    if is_managed is not False:
+        return BLOCK_MANAGED_FLOW
+    return None if clientdata_sha256 else _FLOW_UNHASHED
+
+
+class _Moves:
+    """The proposed moves, each with what the snapshot says of its flow (a tuple per row).
+
+    A row's ``why`` is the move's own block, else its flow's problem (unknown, managed, no
+    content hash); the survivor and protection are checked per group.
+    """
+
+    def __init__(self, ctx: _Context, frame: pd.DataFrame) -> None:
+        columns = ("environment_id", "flow_id", "key", "from_reference_id", "from_logical_name")
+        env, flow_id, key, from_id, from_ln = _columns(frame, columns, shared=True)
+        (why_blocked, group_id) = _columns(frame, ("why_blocked", "group_id"), shared=True)
+        self.of_group = _positions(pd.Series(group_id, dtype=object))
+        self.from_id = from_id
+        pos = ctx.flows.positions(frame["environment_id"], frame["flow_id"])
+        flows = ctx.flows.gather(pos, ("name", "is_managed", "clientdata_sha256"))
+        why = [
+            blocked or _flow_problem(p, managed, sha)
+            for blocked, p, managed, sha in zip(
+                why_blocked,
+                pos.tolist(),
+                flows["is_managed"],
+                flows["clientdata_sha256"],
+                strict=True,
+            )
+        ]
+        names = [name or fid for name, fid in zip(flows["name"], flow_id, strict=True)]
+        pre = self._preconditions(ctx, pos)
+        self.rows = list(zip(env, flow_id, names, key, from_id, from_ln, why, pre, strict=True))
+
+    @staticmethod
+    def _preconditions(ctx: _Context, pos: np.ndarray) -> list[FlowPreconditions]:
+        """Each move's flow preconditions (one value per flow)."""
+        flows, first = np.unique(pos, return_inverse=True)
+        names = ("etag", "modified_on", "clientdata_sha256", "state")
+        etags, modified, hashes, states = ctx.flows.gather(flows, names).values()
+        states = [FLOW_STATES.get(s, "unknown") if s is not None else "unknown" for s in states]
+        pres = list(map(FlowPreconditions, etags, modified, hashes, states))
+        return [pres[i] for i in first.reshape(-1).tolist()]
+
+
 def _group_units(
     ctx: _Context, proposals: Proposals, findings: pd.DataFrame | None, skipped: list[Skipped]
 ) -> list[_Unit]:
-    moves: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for move in _records(proposals.moves):
-        moves[move["group_id"]].append(move)
-    leftovers: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _records(proposals.leftovers):
-        leftovers[row["group_id"]].append(row)
     scope = _duplicate_scope(findings)
+    moves = _Moves(ctx, proposals.moves)
+    columns = ("environment_id", "reference_id", "logical_name", "why_not")
+    leftovers = list(zip(*_columns(proposals.leftovers, columns, shared=True), strict=True))
+    (group_of_leftover,) = _columns(proposals.leftovers, ("group_id",), shared=True)
+    leftovers_of = _positions(pd.Series(group_of_leftover, dtype=object))
+    columns = (
+        "group_id",
+        "environment_id",
+        "survivor_id",
+        "survivor_logical_name",
+        "survivor_display_name",
+    )
     units = []
-    for survivor in _records(proposals.survivors):
-        gid, env = survivor["group_id"], survivor["environment_id"]
-        if scope is not None and (env, survivor["survivor_id"]) not in scope:
+    for gid, env, survivor_id, survivor_ln, survivor_dn in zip(
+        *_columns(proposals.survivors, columns, shared=True), strict=True
+    ):
+        if scope is not None and (env, survivor_id) not in scope:
             if scope:  # the rule ran, so this group was set aside on purpose: say so
-                name = survivor["survivor_logical_name"] or survivor["survivor_id"]
-                skipped.append(Skipped(env, "reference", survivor["survivor_id"], name, SET_ASIDE))
+                name = survivor_ln or survivor_id
+                skipped.append(Skipped(env, "reference", survivor_id, name, SET_ASIDE))
             continue
         unit = _Unit(env, (0, gid))
-        kept = _in_scope(leftovers[gid], scope, skipped)
-        ids = {row["reference_id"] for row in kept}
-        group_moves = [m for m in moves[gid] if m["from_reference_id"] in ids]
-        planned = _group_rewires(ctx, unit, survivor, group_moves, skipped)
+        kept = _in_scope([leftovers[i] for i in leftovers_of.get(gid, ())], scope, skipped)
+        ids = {row[1] for row in kept}
+        from_id = moves.from_id
+        group_moves = [moves.rows[i] for i in moves.of_group.get(gid, ()) if from_id[i] in ids]
+        planned = _group_rewires(ctx, unit, gid, survivor_id, group_moves, skipped)
+        label = survivor_dn or survivor_ln
         for leftover in kept:
-            _group_delete(ctx, unit, survivor, leftover, planned, skipped)
+            _group_delete(ctx, unit, gid, label, leftover, planned, skipped)
         if unit.actions:
             units.append(unit)
     return units
@@ -596,6 +1431,22 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in row.items()} for row in rows]
 
 
+_FINDING_COLUMNS = ("environment_id", "object_id", "logical_name", "extra")
+
+
+def _finding_rows(
+    findings: pd.DataFrame | None, rule: str, columns: Sequence[str] = _FINDING_COLUMNS
+) -> pd.DataFrame | None:
+    """The findings of one rule about references (None if there are no findings)."""
+    if findings is None or findings.empty:
+        return None
+    missing = {"rule", "environment_id", "object_type", "object_id"} - set(findings.columns)
+    if missing:
+        raise PlanError(f"The findings table lacks column(s) {', '.join(sorted(missing))}.")
+    wanted = findings["rule"].eq(rule) & findings["object_type"].eq("reference")
+    return _rows_where(findings, columns, wanted.fillna(False).astype(bool).to_numpy(dtype=bool))
+
+
 def _duplicate_scope(findings: pd.DataFrame | None) -> set[tuple[str, str]] | None:
     """The references the findings still report as duplicates; None when no findings given.
 
@@ -604,72 +1455,76 @@ def _duplicate_scope(findings: pd.DataFrame | None) -> set[tuple[str, str]] | No
     """
     if findings is None:
         return None
-    return {(f["environment_id"], f["object_id"]) for f in _findings(findings, "duplicate")}
+    rows = _finding_rows(findings, "duplicate", ("environment_id", "object_id"))
+    if rows is None:
+        return set()
+    return set(zip(*_columns(rows, ("environment_id", "object_id")), strict=True))
 
 
 def _in_scope(
-    leftovers: list[dict[str, Any]], scope: set[tuple[str, str]] | None, skipped: list[Skipped]
-) -> list[dict[str, Any]]:
+    leftovers: list[tuple[Any, ...]], scope: set[tuple[str, str]] | None, skipped: list[Skipped]
+) -> list[tuple[Any, ...]]:
     kept = []
     for row in leftovers:
-        key = (row["environment_id"], row["reference_id"])
-        if scope is None or key in scope:
+        env, ref_id, logical_name = row[0], row[1], row[2]
+        if scope is None or (env, ref_id) in scope:
             kept.append(row)
         else:
-            name = row["logical_name"] or row["reference_id"]
-            skipped.append(Skipped(key[0], "reference", key[1], name, SET_ASIDE))
+            skipped.append(Skipped(env, "reference", ref_id, logical_name or ref_id, SET_ASIDE))
     return kept
 
 
 def _group_rewires(
     ctx: _Context,
     unit: _Unit,
-    survivor: Mapping[str, Any],
-    moves: list[dict[str, Any]],
+    group_id: str,
+    survivor_id: str,
+    moves: list[tuple[Any, ...]],
     skipped: list[Skipped],
 ) -> dict[str, list[str] | None]:
-    """Plan a group's rewires; return, per leftover, its rewire ids (None if one is blocked)."""
+    """Plan a group's rewires; return, per leftover, its rewire ids (None if one is blocked).
+
+    Each move is re-checked against the snapshot, as proposals may be stale or hand-edited: the
+    flow is known, unmanaged and hashed (see ``_Moves``), the survivor is known and bound, and
+    the reference the key leaves is not protected.
+    """
     planned: dict[str, list[str] | None] = defaultdict(list)
-    target = ctx.reference(unit.environment_id, survivor["survivor_id"])
-    for move in moves:
-        flow = ctx.flow(move["environment_id"], move["flow_id"])
-        why = move["why_blocked"] or _rewire_problem(ctx, move, flow, target)
-        name = f"flow '{(flow or {}).get('name') or move['flow_id']}' key {move['key']}"
-        object_id = f"{move['flow_id']}/{move['key']}"
+    env = unit.environment_id
+    refs = ctx.references
+    target = refs.find(env, survivor_id)
+    target_problem: str | None = "the survivor is not in the snapshot"
+    t_ln = t_id = t_dn = None
+    if target is not None:
+        t_ln = refs.values["logical_name"][target]
+        t_id = refs.values["reference_id"][target]
+        t_dn = refs.values["display_name"][target] or t_ln
+        target_problem = None
+        if not (refs.values["connection_id"][target] or "").strip():
+            target_problem = f"the survivor '{t_ln}' is not bound to a connection"
+    protected = bool(ctx.settings.protected_patterns)
+    add_action, add_name = unit.actions.append, unit.names.append
+    for m_env, flow_id, flow_name, key, from_id, from_ln, why, pre in moves:
+        why = why or target_problem
+        if not why and protected:
+            source = refs.find(m_env, from_id)
+            source_ln = None if source is None else refs.values["logical_name"][source]
+            if source is not None and ctx.is_protected(source_ln):
+                why = f"'{source_ln}' is protected by plan.protected_patterns"
         if why:
-            planned[move["from_reference_id"]] = None
-            skipped.append(Skipped(unit.environment_id, "flow-key", object_id, name, why))
+            planned[from_id] = None
+            name = f"flow '{flow_name}' key {key}"
+            skipped.append(Skipped(env, "flow-key", f"{flow_id}/{key}", name, why))
             continue
-        action = _rewire(move, flow, target)  # type: ignore[arg-type]
-        unit.actions.append(action)
-        unit.names[action.action_id] = ("flow-key", object_id, name)
-        ids = planned[move["from_reference_id"]]
+        action = RewireFlowKey(
+            m_env, flow_id, flow_name, key, from_id, from_ln, t_ln, t_id, t_dn, group_id, pre
+        )
+        action_id = _keep_id(action, action.canonical_body())
+        add_action(action)
+        add_name(None)
+        ids = planned[from_id]
         if ids is not None:
-            ids.append(action.action_id)
+            ids.append(action_id)
     return planned
-
-
-def _rewire_problem(
-    ctx: _Context,
-    move: Mapping[str, Any],
-    flow: Mapping[str, Any] | None,
-    target: Mapping[str, Any] | None,
-) -> str | None:
-    """Re-check a move against the snapshot; proposals may be stale or hand-edited."""
-    source = ctx.reference(move["environment_id"], move["from_reference_id"])
-    if flow is None:
-        return "the flow is not in the snapshot"
-    if flow["is_managed"] is not False:
-        return BLOCK_MANAGED_FLOW
-    if not flow["clientdata_sha256"]:
-        return "the flow's content hash is unknown, so apply could not detect a change"
-    if target is None:
-        return "the survivor is not in the snapshot"
-    if not (target["connection_id"] or "").strip():
-        return f"the survivor '{target['logical_name']}' is not bound to a connection"
-    if source is not None and ctx.settings.is_protected(source["logical_name"]):
-        return f"'{source['logical_name']}' is protected by plan.protected_patterns"
-    return None
 
 
 def _rewire(move: Mapping[str, Any], flow: Mapping[str, Any], target: Mapping[str, Any]) -> Action:
@@ -697,44 +1552,66 @@ def _rewire(move: Mapping[str, Any], flow: Mapping[str, Any], target: Mapping[st
 def _group_delete(
     ctx: _Context,
     unit: _Unit,
-    survivor: Mapping[str, Any],
-    leftover: Mapping[str, Any],
+    group_id: str,
+    survivor_label: str,
+    leftover: tuple[Any, ...],
     planned: Mapping[str, list[str] | None],
     skipped: list[Skipped],
 ) -> None:
-    env, ref_id = leftover["environment_id"], leftover["reference_id"]
-    row = ctx.reference(env, ref_id)
-    name = leftover["logical_name"] or ref_id
+    env, ref_id, logical_name, why_not = leftover
+    pos = ctx.references.find(env, ref_id)
+    name = logical_name or ref_id
     ids = planned.get(ref_id, [])
     why = (
-        _delete_problem(ctx, env, ref_id, row)
-        or leftover["why_not"]
+        _delete_problem(ctx, env, ref_id, pos)
+        or why_not
         or (None if ids is not None else "a flow key that uses it could not be rewired")
     )
     if why:
         skipped.append(Skipped(env, "reference", ref_id, name, why))
         return
-    reason = (
-        f"duplicate of '{survivor['survivor_display_name'] or survivor['survivor_logical_name']}'"
-        f" (group {survivor['group_id']})"
-    )
-    action = _delete(row, reason, survivor["group_id"], None, tuple(ids or ()))  # type: ignore[arg-type]
-    unit.actions.append(action)
-    unit.names[action.action_id] = ("reference", ref_id, name)
+    assert pos is not None
+    reason = f"duplicate of '{survivor_label}' (group {group_id})"
+    action = _delete_at(ctx, pos, reason, group_id, None, tuple(ids or ()))
+    unit.add(action, ("reference", ref_id, name))
 
 
-def _delete_problem(
-    ctx: _Context, env: str, ref_id: str, row: Mapping[str, Any] | None
-) -> str | None:
-    if row is None:
+def _delete_problem(ctx: _Context, env: str, ref_id: str, pos: int | None) -> str | None:
+    if pos is None:
         return "the reference is not in the snapshot"
-    if row["is_managed"] is not False:
+    values = ctx.references.values
+    if values["is_managed"][pos] is not False:
         return "managed: fix it in the source environment"
-    if ctx.settings.is_protected(row["logical_name"]):
+    if ctx.is_protected(values["logical_name"][pos]):
         return "protected by plan.protected_patterns"
     if env in ctx.delete_blockers:
         return ctx.delete_blockers[env]
     return ctx.dependents.get((env, ref_id))
+
+
+def _delete_at(
+    ctx: _Context,
+    pos: int,
+    reason: str,
+    group_id: str | None,
+    unused_since: str | None,
+    depends_on: tuple[str, ...],
+) -> DeleteReference:
+    """A delete of the reference at a position of the snapshot's references."""
+    values = ctx.references.values
+    return DeleteReference(
+        environment_id=values["environment_id"][pos],
+        reference_id=values["reference_id"][pos],
+        logical_name=values["logical_name"][pos] or values["reference_id"][pos],
+        display_name=values["display_name"][pos],
+        connector=values["connector"][pos],
+        connection_id=values["connection_id"][pos],
+        reason=reason,
+        group_id=group_id,
+        unused_since=unused_since,
+        depends_on=depends_on,
+        preconditions=ctx.reference_preconditions(pos),
+    )
 
 
 def _delete(
@@ -768,13 +1645,9 @@ def _reference_preconditions(row: Mapping[str, Any]) -> ReferencePreconditions:
 
 
 def _findings(findings: pd.DataFrame | None, rule: str) -> list[dict[str, Any]]:
-    if findings is None or findings.empty:
+    rows = _finding_rows(findings, rule)
+    if rows is None:
         return []
-    missing = {"rule", "environment_id", "object_type", "object_id"} - set(findings.columns)
-    if missing:
-        raise PlanError(f"The findings table lacks column(s) {', '.join(sorted(missing))}.")
-    wanted = findings["rule"].eq(rule) & findings["object_type"].eq("reference")
-    rows = findings[wanted.fillna(False).astype(bool)]
     out = []
     for row in _records(rows):
         try:
@@ -791,24 +1664,31 @@ def _unused_units(
     deleted: set[tuple[str, str]],
     skipped: list[Skipped],
 ) -> list[_Unit]:
-    units = []
+    found = []
     for finding in _findings(findings, "unused"):
         env, ref_id = finding["environment_id"], finding["object_id"]
-        if (env, ref_id) in deleted:
+        if (env, ref_id) not in deleted:
+            found.append((finding, env, ref_id, ctx.references.find(env, ref_id)))
+    users = ctx.flows_using(
+        (env, (ctx.references.values["logical_name"][pos] or "").lower())
+        for finding, env, _, pos in found
+        if pos is not None and finding["extra"].get("grace_passed") is True
+    )
+    units = []
+    for finding, env, ref_id, pos in found:
+        if (env, ref_id) in deleted:  # an earlier finding about the same reference
             continue
-        row = ctx.reference(env, ref_id)
+        row = None if pos is None else ctx.references.row(pos)
         name = (row or {}).get("logical_name") or finding.get("logical_name") or ref_id
         since, day = _since(finding["extra"].get("unused_since"))
-        why = _unused_problem(ctx, env, ref_id, row, finding["extra"], day)
+        why = _unused_problem(ctx, env, ref_id, pos, finding["extra"], day, users)
         if why:
             skipped.append(Skipped(env, "reference", ref_id, name, why))
             continue
+        assert pos is not None
         reason = f"unused since {day}" if day else "unused"
-        action = _delete(row, reason, None, since, ())  # type: ignore[arg-type]
-        unit = _Unit(
-            env, (1, name.lower()), [action], {action.action_id: ("reference", ref_id, name)}
-        )
-        units.append(unit)
+        action = _delete_at(ctx, pos, reason, None, since, ())
+        units.append(_Unit(env, (1, name.lower()), [action], [("reference", ref_id, name)]))
         deleted.add((env, ref_id))
     return units
 
@@ -829,18 +1709,20 @@ def _unused_problem(
     ctx: _Context,
     env: str,
     ref_id: str,
-    row: Mapping[str, Any] | None,
+    pos: int | None,
     extra: Mapping[str, Any],
     since: str | None,
+    users: Mapping[tuple[str, str], int],
 ) -> str | None:
     if extra.get("grace_passed") is not True:
         when = f" (unused since {since})" if since else ""
         return f"grace period not passed{when}"
-    problem = _delete_problem(ctx, env, ref_id, row)
-    if problem or row is None:
+    problem = _delete_problem(ctx, env, ref_id, pos)
+    if problem or pos is None:
         return problem
-    users = ctx.flows_using.get((env, (row["logical_name"] or "").lower()), 0)
-    return f"still used by {users} flow(s)" if users else None
+    logical_name = ctx.references.values["logical_name"][pos]
+    count = users.get((env, (logical_name or "").lower()), 0)
+    return f"still used by {count} flow(s)" if count else None
 
 
 def _rename_units(
@@ -875,11 +1757,7 @@ def _rename_units(
             to_display_name=new_name,
             preconditions=_reference_preconditions(row),  # type: ignore[arg-type]
         )
-        units.append(
-            _Unit(
-                env, (2, label.lower()), [action], {action.action_id: ("reference", ref_id, label)}
-            )
-        )
+        units.append(_Unit(env, (2, label.lower()), [action], [("reference", ref_id, label)]))
     return units
 
 
@@ -888,9 +1766,12 @@ def _display_names_by_environment(
 ) -> dict[tuple[str, str], set[str]]:
     """Which references hold, or are proposed to get, each display name (case-insensitive)."""
     taken: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for (env, ref_id), row in ctx.references.items():
-        if row["display_name"]:
-            taken[(env, row["display_name"].lower())].add(ref_id)
+    refs = ctx.references
+    for pos, (env, ref_id, display_name) in enumerate(
+        zip(refs.envs, refs.values["reference_id"], refs.values["display_name"], strict=True)
+    ):
+        if display_name and refs.find(env, ref_id) == pos:
+            taken[(env, display_name.lower())].add(ref_id)
     for env, ref_id, name in proposed:
         taken[(env, name.lower())].add(ref_id)
     return taken
@@ -926,18 +1807,28 @@ def _within_limits(units: list[_Unit], limit: int, skipped: list[Skipped]) -> li
                 count += len(unit.actions)
                 continue
             reason = f"over the per-environment limit of {limit} actions"
-            for action in unit.actions:
-                kind, object_id, name = unit.names[action.action_id]
+            for action, names in zip(unit.actions, unit.names, strict=True):
+                kind, object_id, name = names or _rewire_skip_names(action)  # type: ignore[arg-type]
                 skipped.append(Skipped(env, kind, object_id, name, reason))
     return actions
+
+
+def _rewire_skip_names(action: RewireFlowKey) -> tuple[str, str, str]:
+    """How a rewire left out of the plan is reported (as ``_group_rewires`` names it)."""
+    key = action.key
+    return "flow-key", f"{action.flow_id}/{key}", f"flow '{action.flow_name}' key {key}"
 
 
 def _drop_still_used_deletes(
     ctx: _Context, actions: list[Action], skipped: list[Skipped]
 ) -> list[Action]:
     """Drop any delete whose logical name a flow would still use after the planned rewires."""
+    if not _deletes(actions):
+        return actions
     still_used = _used_after(ctx, actions)
-    planned = {a.action_id for a in actions}
+    planned = {
+        a.action_id for a in actions if isinstance(a, RewireFlowKey)
+    }  # what deletes wait for
     kept: list[Action] = []
     for action in actions:
         if isinstance(action, DeleteReference):
@@ -945,7 +1836,7 @@ def _drop_still_used_deletes(
             why = None
             if users:
                 why = f"still used after the planned rewires by {users} flow(s)"
-            elif not set(action.depends_on) <= planned:
+            elif not planned.issuperset(action.depends_on):
                 why = "a rewire it depends on is not in the plan"
             if why:
                 skipped.append(
@@ -963,26 +1854,100 @@ def _drop_still_used_deletes(
 
 
 def _used_after(ctx: _Context, actions: Iterable[Action]) -> dict[Any, int]:
-    """Count, per (environment, logical name) a delete names, the flows using it after rewires."""
-    actions = list(actions)
+    """Count, per (environment, logical name) a delete names, the flows using it after rewires.
+
+    A usage counts under the name its flow key has after the rewires (the target of each rewire
+    of the key, or its own name if none moves it); only usages that could end up under a
+    deleted name (they name one, or their flow is rewired to one) are looked at.
+    """
+    actions = actions if isinstance(actions, list | tuple) else list(actions)
     targets = {(a.environment_id, a.logical_name.lower()) for a in _deletes(actions)}
     if not targets:
         return {}
-    rewires = pd.DataFrame(
-        [
-            (a.environment_id, a.flow_id, a.key, a.to_logical_name.lower())
-            for a in actions
-            if isinstance(a, RewireFlowKey)
-        ],
-        columns=["environment_id", "flow_id", "key", "_to"],
-    ).astype("string")
-    uses = ctx.usages[["environment_id", "flow_id", "key", "_ln"]]
-    uses = uses.merge(rewires, on=["environment_id", "flow_id", "key"], how="left")
-    uses = uses.assign(_after=uses["_to"].fillna(uses["_ln"]))
-    wanted = pd.MultiIndex.from_tuples(sorted(targets))
-    keyed = uses.set_index(["environment_id", "_after"])
-    hits = keyed[keyed.index.isin(wanted)]
-    return hits.groupby(level=[0, 1])["flow_id"].nunique().to_dict()
+    rewires = [a for a in actions if type(a) is RewireFlowKey]
+    envs, flows, keys, to_names = _attributes(
+        rewires, ("environment_id", "flow_id", "key", "to_logical_name")
+    )
+    lower: dict[str, str] = {}  # a group's rewires share their target's name
+    afters = [lower.get(name) or lower.setdefault(name, name.lower()) for name in to_names]
+    names = {name for _, name in targets}
+    into = {
+        flow
+        for env, flow, name in zip(envs, flows, afters, strict=True)
+        if name in names and (env, name) in targets
+    }
+    target_index = pd.MultiIndex.from_tuples(list(targets))
+    uses = ctx.usages
+    wanted = _pairs_in(target_index, uses["environment_id"], uses["_ln"])
+    if into:
+        wanted = wanted | _isin(uses["flow_id"], into)
+    uses = _rows_where(uses, ["environment_id", "flow_id", "key", "_ln"], wanted)
+    rows, after = _names_after(uses, envs, flows, keys, afters)
+    env_of = uses["environment_id"].to_numpy(dtype=object)[rows]
+    hits = np.flatnonzero(_pairs_in(target_index, env_of, after))
+    users: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for env, flow_id, name in zip(
+        env_of[hits].tolist(),
+        uses["flow_id"].to_numpy(dtype=object)[rows[hits]].tolist(),
+        after[hits].tolist(),
+        strict=True,
+    ):
+        users[(env, name)].add(flow_id)
+    return {k: len(v) for k, v in users.items()}
+
+
+def _pairs_in(index: pd.MultiIndex, first: Any, second: Any) -> np.ndarray:
+    """Whether each (first, second) pair is in a (unique) two-level index."""
+    if not len(first):
+        return np.zeros(0, dtype=bool)
+    return index.get_indexer(pd.MultiIndex.from_arrays([first, second])) >= 0
+
+
+def _attributes(objects: list[Any], names: Sequence[str]) -> list[list[Any]]:
+    """Some attributes of each object, as one list per attribute."""
+    if not objects:
+        return [[] for _ in names]
+    return [list(values) for values in zip(*map(attrgetter(*names), objects), strict=True)]
+
+
+def _names_after(
+    uses: pd.DataFrame, envs: list[Any], flows: list[Any], keys: list[Any], afters: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The name each usage has after the rewires, as (usage row, name) pairs.
+
+    A usage keeps its own (lower-case) name unless a rewire moves its flow key; a key rewired
+    more than once gets a pair per rewire (as a merge of usages with rewires would).
+    """
+    before = uses["_ln"].to_numpy(dtype=object)
+    index = pd.MultiIndex.from_arrays([_string_array(v) for v in (envs, flows, keys)])
+    if index.is_unique:
+        pos = index.get_indexer(
+            pd.MultiIndex.from_arrays([uses["environment_id"], uses["flow_id"], uses["key"]])
+        )
+        moved = np.asarray([*afters, None], dtype=object)[pos]  # -1 takes the None at the end
+        after = np.where(pos >= 0, moved, before)
+        return np.arange(len(uses)), after
+    rewired: dict[tuple[Any, Any, Any], list[str]] = defaultdict(list)
+    for key, name in zip(zip(envs, flows, keys, strict=True), afters, strict=True):
+        rewired[key].append(name)
+    rows, out = [], []
+    used = zip(
+        *(uses[c].to_numpy(dtype=object).tolist() for c in ("environment_id", "flow_id", "key")),
+        strict=True,
+    )
+    for row, (key, name) in enumerate(zip(used, before.tolist(), strict=True)):
+        for after in rewired.get(key) or (name,):
+            rows.append(row)
+            out.append(after)
+    return np.asarray(rows, dtype=np.intp), np.asarray(out + [None], dtype=object)[:-1]
+
+
+def _string_array(values: list[Any]) -> Any:
+    """Values as an arrow-backed string array (fast to index), or as objects if not strings."""
+    try:
+        return pd.array(values, dtype="string[pyarrow]")
+    except (TypeError, ValueError, pa.ArrowException):
+        return pd.array(values, dtype=object)
 
 
 def _ordered(actions: list[Action]) -> tuple[Action, ...]:
@@ -992,7 +1957,7 @@ def _ordered(actions: list[Action]) -> tuple[Action, ...]:
         if isinstance(action, RewireFlowKey):
             return (action.environment_id, 0, action.flow_id, action.key)
         rank = 1 if isinstance(action, RenameReference) else 2
-        return (action.environment_id, rank, action.logical_name.lower(), action.reference_id)
+        return (action.environment_id, rank, action.logical_name.lower(), action.reference_id)  # type: ignore[union-attr]
 
     return tuple(sorted(actions, key=sort_key))
 
@@ -1005,7 +1970,7 @@ def _unique_skips(skipped: list[Skipped]) -> tuple[Skipped, ...]:
 
 
 def _deletes(actions: Iterable[Action]) -> list[DeleteReference]:
-    return [a for a in actions if isinstance(a, DeleteReference)]
+    return [a for a in actions if type(a) is DeleteReference]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1014,13 +1979,25 @@ def _deletes(actions: Iterable[Action]) -> list[DeleteReference]:
 
 def ensure_safe(plan: Plan, snapshot: Snapshot, settings: PlanSettings) -> None:
     """Raise ``PlanError`` if the plan breaks a safety rule (a bug: build_plan filters first)."""
-    _ensure_safe(plan, _Context(snapshot, settings))
+    with _gc_paused():
+        _ensure_safe(plan, _Context(snapshot, settings))
 
 
 def _ensure_safe(plan: Plan, ctx: _Context) -> None:
     problems: list[str] = []
-    for action in plan.actions:
-        problems.extend(f"{action.action_id}: {p}" for p in _action_problems(ctx, action))
+    rewire_problems = _rewire_problems(ctx, plan.actions)
+    refs = ctx.references
+    for i, action in enumerate(plan.actions):
+        if isinstance(action, RewireFlowKey):
+            problems.extend(f"{action.action_id}: {p}" for p in rewire_problems.get(i, ()))
+            continue
+        pos = refs.find(action.environment_id, action.reference_id)
+        if pos is None or refs.values["is_managed"][pos] is not False:
+            problems.append(f"{action.action_id}: changes a managed or unknown reference")
+        elif ctx.is_protected(refs.values["logical_name"][pos]):
+            problems.append(f"{action.action_id}: changes a protected reference")
+        elif isinstance(action, DeleteReference) and action.environment_id in ctx.delete_blockers:
+            problems.append(f"{action.action_id}: deletes where usage is unknown")
     still_used = _used_after(ctx, plan.actions)
     for action in _deletes(plan.actions):
         if still_used.get((action.environment_id, action.logical_name.lower())):
@@ -1029,22 +2006,23 @@ def _ensure_safe(plan: Plan, ctx: _Context) -> None:
         raise PlanError("Refusing to produce an unsafe plan: " + "; ".join(problems))
 
 
-def _action_problems(ctx: _Context, action: Action) -> list[str]:
-    env = action.environment_id
-    if isinstance(action, RewireFlowKey):
-        flow = ctx.flow(env, action.flow_id)
-        target = ctx.reference(env, action.to_reference_id)
-        problems = []
-        if flow is None or flow["is_managed"] is not False:
-            problems.append("rewires a managed or unknown flow")
-        if target is None or not (target["connection_id"] or "").strip():
-            problems.append("rewires to an unbound or unknown reference")
-        return problems
-    row = ctx.reference(env, action.reference_id)
-    if row is None or row["is_managed"] is not False:
-        return ["changes a managed or unknown reference"]
-    if ctx.settings.is_protected(row["logical_name"]):
-        return ["changes a protected reference"]
-    if isinstance(action, DeleteReference) and env in ctx.delete_blockers:
-        return ["deletes where usage is unknown"]
-    return []
+def _rewire_problems(ctx: _Context, actions: Sequence[Action]) -> dict[int, list[str]]:
+    """What is wrong with each rewire, by its index in ``actions`` (looked up all at once)."""
+    index = [i for i, a in enumerate(actions) if type(a) is RewireFlowKey]
+    rewires = [actions[i] for i in index]
+    envs, flow_ids, target_ids = _attributes(
+        rewires, ("environment_id", "flow_id", "to_reference_id")
+    )
+    flows = ctx.flows.positions(envs, flow_ids)
+    (managed,) = ctx.flows.gather(flows, ("is_managed",)).values()
+    targets = ctx.references.positions(envs, target_ids)
+    (bound,) = ctx.references.gather(targets, ("connection_id",)).values()
+    out: dict[int, list[str]] = {}
+    for i, is_managed, connection_id in zip(index, managed, bound, strict=True):
+        if is_managed is not False or not (connection_id or "").strip():
+            out[i] = []
+            if is_managed is not False:  # also None: the flow is unknown
+                out[i].append("rewires a managed or unknown flow")
+            if not (connection_id or "").strip():
+                out[i].append("rewires to an unbound or unknown reference")
+    return out

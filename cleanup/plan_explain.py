@@ -6,7 +6,8 @@ never decides anything itself.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 
 from cleanup.plan import (
     Action,
@@ -25,15 +26,17 @@ _STATE_NOTE = {
 
 def describe(plan: Plan) -> list[str]:
     """Explain a plan in plain words, one line per action, skipped item and summary count."""
-    envs = _environments(plan)
+    skipped_in: dict[str, list[Skipped]] = defaultdict(list)
+    for item in plan.skipped:
+        skipped_in[item.environment_id].append(item)
     lines = [
         f"Plan {plan.run_id}, created {plan.created_at:%Y-%m-%d %H:%M} UTC by connref-cleanup "
         f"{plan.tool_version} (config {plan.config_fingerprint}), "
         f"{_count(len(plan.environment_ids), 'environment')} analysed."
     ]
-    for env in envs:
+    for env in _environments(plan, skipped_in):
         actions = plan.actions_for(env)
-        skipped = [s for s in plan.skipped if s.environment_id == env]
+        skipped = skipped_in.get(env, [])
         lines.append(f"Environment {env}: {_summary(actions)}; {len(skipped)} skipped.")
         lines.extend("  " + action_line(a) for a in actions)
         lines.extend("  " + skipped_line(s) for s in skipped)
@@ -83,19 +86,16 @@ def skipped_line(item: Skipped) -> str:
     return f"Skipped {name} (env {item.environment_id}): {item.reason}"
 
 
-def _environments(plan: Plan) -> list[str]:
+def _environments(plan: Plan, skipped_in: Mapping[str, list[Skipped]]) -> list[str]:
+    """Environments with an action or a skipped item: analysed ones first, in plan order."""
     seen = dict.fromkeys(plan.environment_ids)
     seen.update(dict.fromkeys(a.environment_id for a in plan.actions))
-    seen.update(dict.fromkeys(s.environment_id for s in plan.skipped))
-    return [env for env in seen if plan.actions_for(env) or _has_skips(plan, env)]
-
-
-def _has_skips(plan: Plan, env: str) -> bool:
-    return any(s.environment_id == env for s in plan.skipped)
+    seen.update(dict.fromkeys(skipped_in))
+    return [env for env in seen if plan.actions_for(env) or skipped_in.get(env)]
 
 
 def _summary(actions: tuple[Action, ...]) -> str:
-    counts = Counter(type(a) for a in actions)
+    counts = Counter(map(type, actions))
     parts = [
         f"{verb} {_count(counts[kind], noun)}"
         for kind, verb, noun in (

@@ -611,3 +611,56 @@ def test_the_naming_rule_decides_compliance_when_naming_settings_are_given() -> 
     row = survivor(snap, naming=NamingSettings())
     assert row["survivor_id"] == "b"
     assert row["decided_by"] == "compliant name"
+
+
+def test_a_key_naming_two_members_moves_from_the_first_by_reference_id() -> None:
+    # Logical names are matched case-insensitively, so "new_x" names both a and b.
+    snap = make_snapshot(
+        references=[
+            ref("b", logical_name="NEW_X", connection_id="c1"),
+            ref("a", logical_name="new_x", connection_id="c1"),
+            ref("c", connection_id="c1"),
+        ],
+        connections=[conn("c1")],
+        flows=[flow("f1")],
+        usages=[use("f1", "k1", "new_x"), use("f1", "k2", "new_c")],
+    )
+    check = {"name_is_compliant": lambda row: row["reference_id"] == "c"}
+    proposals = propose(snap, duplicate_groups(snap), **check)
+    moves = proposals.moves
+    assert moves[["key", "from_reference_id", "to_reference_id"]].values.tolist() == [
+        ["k1", "a", "c"]
+    ]
+    survivor_row = proposals.survivors.iloc[0]
+    assert "used by 1 flow" in survivor_row["reason"]
+
+
+def test_a_flow_listed_twice_is_judged_by_its_first_row() -> None:
+    snap = two_way(
+        ref("a", created_on="2020-01-01"),
+        ref("b"),
+        flows=[flow("f1"), flow("f1", is_managed=True)],
+        usages=[use("f1", "k", "new_b")],
+    )
+    moves = propose(snap, duplicate_groups(snap), **A_IS_COMPLIANT).moves
+    assert moves["flow_id"].tolist() == ["f1"] and not moves["blocked"].any()
+
+
+def test_the_rules_hand_over_the_proposals_they_computed() -> None:
+    from cleanup.config import Settings
+    from cleanup.rules import evaluate_rules
+    from cleanup.rules.settings import NamingSettings, RulesSettings
+
+    snap = two_way(
+        ref("a", display_name="HR – Dataverse – User", created_on="2020-01-01"),
+        ref("b"),
+        flows=[flow("f1")],
+        usages=[use("f1", "k", "new_b")],
+    )
+    expected = propose(snap, duplicate_groups(snap), naming=NamingSettings())
+    handed = evaluate_rules(snap, Settings()).proposals
+    assert handed is not None
+    for part in ("survivors", "moves", "leftovers"):
+        pd.testing.assert_frame_equal(getattr(handed, part), getattr(expected, part))
+    without = Settings(rules=RulesSettings(disable=("duplicate",)))
+    assert evaluate_rules(snap, without).proposals is None

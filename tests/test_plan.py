@@ -569,6 +569,19 @@ def test_ensure_safe_refuses_a_hand_made_unsafe_plan() -> None:
         ensure_safe(unsafe, snap, PlanSettings())
 
 
+def test_ensure_safe_counts_every_rewire_of_a_key_rewired_twice() -> None:
+    snap = duplicate_snapshot()
+    plan = plan_for(snap)
+    first = plan.actions[0]
+    assert isinstance(first, RewireFlowKey)
+    # The same flow key also "rewired" back to the reference the plan deletes.
+    back = dataclasses.replace(first, to_logical_name="new_sharedx_4f2a1", to_reference_id="a")
+    unsafe = dataclasses.replace(plan, actions=(back, *plan.actions))
+    with pytest.raises(PlanError, match="still used after rewires"):
+        ensure_safe(unsafe, snap, PlanSettings())
+    ensure_safe(plan, snap, PlanSettings())
+
+
 def test_ensure_safe_refuses_actions_on_managed_rows() -> None:
     snap = make_snapshot(references=[ref("u")])
     delete = plan_for(snap, [unused("u")]).actions[0]
@@ -615,7 +628,9 @@ def test_save_and_load_round_trip(saved: tuple[Plan, Path]) -> None:
 def test_one_changed_character_is_detected(saved: tuple[Plan, Path]) -> None:
     _plan, path = saved
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace('"key": "shared_x_1"', '"key": "shared_x_2"', 1), "utf-8")
+    changed = text.replace('"key":"shared_x_1"', '"key":"shared_x_2"', 1)
+    assert changed != text
+    path.write_text(changed, "utf-8")
     with pytest.raises(PlanError, match="altered after it was written; re-run the job"):
         load_plan(path)
 
@@ -635,6 +650,78 @@ def rewrite(path: Path, document: dict[str, Any]) -> None:
     """Write a document with a freshly computed hash (a careful forger)."""
     document["content_hash"] = compute_content_hash(document)
     path.write_text(json.dumps(document), encoding="utf-8")
+
+
+def test_the_file_has_one_action_or_skipped_item_per_line(saved: tuple[Plan, Path]) -> None:
+    plan, path = saved
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[:3] == ["{", '  "format": "connref-cleanup-plan",', '  "format_version": 1,']
+    items = [line.strip().rstrip(",") for line in lines if line.startswith("    ")]
+    assert len(items) == len(plan.actions) + len(plan.skipped)
+    assert [json.loads(item) for item in items[: len(plan.actions)]] == [
+        a.to_dict() for a in plan.actions
+    ]
+    assert lines[-2] == f'  "content_hash": "{plan.content_hash}"'
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda doc: json.dumps(doc, indent=2),  # re-indented by an editor
+        lambda doc: json.dumps(doc, ensure_ascii=True),  # one line, escaped
+        lambda doc: (
+            "{\n"  # as the previous version wrote it: readable, keys in field order
+            + ",\n".join(
+                f"  {json.dumps(k)}: [\n"
+                + ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in value)
+                + "\n  ]"
+                if isinstance(value, list) and value and isinstance(value[0], dict)
+                else f"  {json.dumps(k)}: {json.dumps(value, ensure_ascii=False)}"
+                for k, value in doc.items()
+            )
+            + "\n}\n"
+        ),
+    ],
+)
+def test_the_same_plan_in_another_layout_still_loads(saved: tuple[Plan, Path], layout: Any) -> None:
+    plan, path = saved
+    document = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(layout(document), encoding="utf-8")
+    assert load_plan(path) == plan
+
+
+def test_a_member_the_plan_does_not_know_is_covered_by_the_hash(
+    saved: tuple[Plan, Path],
+) -> None:
+    plan, path = saved
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("{\n", '{\n  "note": "hello",\n', 1), encoding="utf-8")
+    with pytest.raises(PlanError, match="altered after it was written"):
+        load_plan(path)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    rewrite(path, document)
+    assert load_plan(path) == plan
+
+
+def test_a_repeated_member_is_read_as_json_reads_it(saved: tuple[Plan, Path]) -> None:
+    plan, path = saved
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("{\n", '{\n  "run_id": "other",\n', 1), encoding="utf-8")
+    assert load_plan(path) == plan  # json keeps the last of repeated keys: the plan's own
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('  "content_hash"', '  "run_id": "other",\n  "content_hash"'))
+    with pytest.raises(PlanError, match="altered after it was written"):
+        load_plan(path)
+
+
+def test_a_broken_line_is_a_json_error(saved: tuple[Plan, Path]) -> None:
+    _plan, path = saved
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if line.startswith("    {"))
+    lines[index] = lines[index].replace("{", "{{", 1)
+    path.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(PlanError, match=rf"is not JSON \(line {index + 1}, column"):
+        load_plan(path)
 
 
 def test_not_json_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import pandas as pd
@@ -27,12 +29,26 @@ from test_consolidate import (
 from cleanup.consolidate import BASIS_SAME_CONNECTION, propose
 from cleanup.plan import (
     DeleteReference,
+    FlowPreconditions,
     PlanSettings,
+    ReferencePreconditions,
     RenameReference,
     RewireFlowKey,
+    Skipped,
+    _action_text,
+    _as_json,
+    _canonical,
+    _iso_values,
+    _plain,
+    _plain_values,
+    _reference_hash_text,
+    _skipped_text,
     build_plan,
     compute_content_hash,
+    load_plan,
     plan_from_document,
+    reference_content_sha256,
+    save_plan,
 )
 from cleanup.snapshot.model import Snapshot
 
@@ -274,3 +290,117 @@ def test_plan_survives_its_file_format(world: Any) -> None:
     document = json.loads(json.dumps(plan.to_dict()))
     document["content_hash"] = compute_content_hash(document)
     assert plan_from_document(document) == plan
+
+
+@SETTINGS
+@given(worlds())
+def test_saved_file_holds_the_document_and_its_hash(world: Any) -> None:
+    snap, findings = world
+    _proposals, plan = plan_world(snap, findings)
+    with TemporaryDirectory() as folder:
+        path = save_plan(plan, Path(folder) / "plan.json")
+        document = json.loads(path.read_text(encoding="utf-8"))
+        loaded = load_plan(path)
+    assert document == {**plan.to_dict(), "content_hash": plan.content_hash}
+    assert plan.content_hash == compute_content_hash(plan.to_dict())
+    assert loaded == plan and loaded.content_hash == plan.content_hash
+
+
+# --------------------------------------------------------------------------------------------
+# The fast paths give what the plain ones give
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ['W/"1"', "a\\b", "line\nbreak", "\x00\x1f\x7f", "HR – Dataverse – Ünïcode", "😀"]
+)
+OPTIONAL = st.none() | TEXT
+
+
+@given(
+    st.lists(TEXT, min_size=14, max_size=14),
+    st.lists(OPTIONAL, min_size=8, max_size=8),
+    st.lists(TEXT, max_size=3),
+)
+@settings(max_examples=300, deadline=None)
+def test_action_templates_render_canonical_json(
+    texts: list[str], optional: list[str | None], depends_on: list[str]
+) -> None:
+    flow_pre = FlowPreconditions(optional[0], optional[1], texts[0], texts[1])
+    ref_pre = ReferencePreconditions(optional[2], optional[3], texts[2])
+    actions = [
+        RewireFlowKey(*texts[3:13], flow_pre),
+        DeleteReference(
+            texts[3],
+            texts[4],
+            texts[5],
+            *optional[4:7],
+            texts[6],
+            optional[7],
+            optional[0],
+            tuple(depends_on),
+            ref_pre,
+        ),
+        RenameReference(texts[3], texts[4], texts[5], optional[5], texts[13], ref_pre),
+    ]
+    for action in actions:
+        assert action.canonical_body() == _canonical({"type": action.kind, **_as_json(action)})
+        assert _action_text(action) == _canonical(action.to_dict())
+    skipped = Skipped(*texts[:5])
+    assert _skipped_text(skipped) == _canonical(_as_json(skipped))
+
+
+@given(st.lists(OPTIONAL | st.booleans(), min_size=10, max_size=10))
+@settings(max_examples=200, deadline=None)
+def test_reference_hash_template_matches_the_plain_hash(values: list[Any]) -> None:
+    row = dict(
+        zip(
+            sorted(
+                (
+                    "reference_id",
+                    "logical_name",
+                    "display_name",
+                    "connector_id",
+                    "connection_id",
+                    "custom_connector_id",
+                    "description",
+                    "is_managed",
+                    "owner_id",
+                    "modified_on",
+                )
+            ),
+            values,
+            strict=True,
+        )
+    )
+    assert _reference_hash_text(*values) == _canonical({k: _plain(v) for k, v in row.items()})
+    assert reference_content_sha256(row)  # the plain path still takes any row
+
+
+def test_templates_fall_back_for_values_they_do_not_know() -> None:
+    pre = FlowPreconditions(None, None, "sha", "on")
+    action = RewireFlowKey("e", "f", "n", 7, "r", None, "t", "tr", "d", "g", pre)  # type: ignore[arg-type]
+    assert action.canonical_body() == _canonical({"type": action.kind, **_as_json(action)})
+
+
+STAMPS = st.none() | st.datetimes(
+    min_value=datetime(1700, 1, 1), max_value=datetime(2250, 1, 1)
+).map(lambda d: d.replace(microsecond=d.microsecond if d.second % 2 else 0))
+
+
+@given(st.lists(STAMPS, max_size=8), st.booleans(), st.sampled_from(["ns", "us", "s"]))
+@settings(max_examples=200, deadline=None)
+def test_column_values_are_what_plain_gives(
+    stamps: list[datetime | None], aware: bool, unit: str
+) -> None:
+    series = pd.Series(pd.to_datetime(stamps), dtype=f"datetime64[{unit}]")
+    if aware:
+        series = series.dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")
+    if unit == "ns" and len(stamps) % 3 == 0:
+        series = series + pd.Timedelta(nanoseconds=1)  # fractions below a microsecond
+    expected = [_plain(v) for v in series.to_numpy(dtype=object)]
+    assert _iso_values(series) == expected
+    assert _plain_values(series) == expected
+    text = pd.Series([None if s is None else str(s) for s in stamps], dtype="string")
+    for shared in (False, True):
+        assert _plain_values(text, shared=shared) == [_plain(v) for v in text]
+    flags = pd.Series([None if s is None else s.second % 2 == 0 for s in stamps], dtype="boolean")
+    assert _plain_values(flags) == [_plain(v) for v in flags]

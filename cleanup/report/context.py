@@ -11,18 +11,44 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import pandas as pd
 
 from cleanup.report.charts import SEVERITIES, findings_bar_chart, trend_chart
 from cleanup.report.entities import duplicate_groups, entity_view
-from cleanup.report.rows import finding_rows, fold, part, records, severity_counts
+from cleanup.report.rows import (
+    ENV_KEY,
+    RULE_KEY,
+    counts_by,
+    finding_records,
+    finding_rows,
+    fold,
+    part,
+    records,
+    sorted_findings,
+)
 from cleanup.report.settings_json import settings_file_name
 from cleanup.snapshot.model import Snapshot
 
 TREND_RUNS = 30  # nights in the trend chart
-RULE_FINDINGS_SHOWN = 200  # per rule; the full list is under #by-environment and in findings.csv
+
+# The report lists at most this many rows of each long list, so its size and rendering time do
+# not grow with the tenant; counts and totals are always exact, and every capped list says how
+# many rows it leaves out and where the full data is (findings.csv, plan.json, the snapshot).
+RULE_FINDINGS_SHOWN = 200  # findings per rule, most severe first
+ENVIRONMENT_ROWS_SHOWN = 200  # rows of the findings-by-environment table, most urgent first
+ENVIRONMENTS_DETAILED = 20  # environments whose findings are listed, most urgent first
+ENVIRONMENT_FINDINGS_SHOWN = 50  # findings listed per environment, most severe first
+DUPLICATE_GROUPS_SHOWN = 50  # duplicate groups, most references (then moves) first
+GROUP_ROWS_SHOWN = 20  # members, flow-key moves and leftovers listed per duplicate group
+PLAN_LINES_SHOWN = 1_000  # lines of the plan in words, from the top
+CHANGES_SHOWN = 200  # new findings, and resolved findings, most severe first
+ENTITY_ENVIRONMENTS_SHOWN = 20  # environments in the flows-and-references view, largest first
+ENTITY_REFERENCES_SHOWN = 50  # used, missing and unused references listed per environment
+REFERENCE_FLOWS_SHOWN = 10  # flows listed per reference
+ABOUT_ROWS_SHOWN = 200  # requests by environment, deployment settings files
 
 
 @dataclass(frozen=True)
@@ -51,24 +77,52 @@ class ReportHistory:
 
 
 def build_context(inp: ReportInput) -> dict[str, Any]:
-    """Return the template context of the report."""
+    """Return the template context of the report.
+
+    Long lists are capped (the ``*_SHOWN`` constants); every count stays exact, and each capped
+    list says how many rows it leaves out and where they are.
+    """
     snap = inp.snapshot
     env_names = environment_names(snap, inp.findings)
-    findings = finding_rows(inp.findings)
-    duplicates = duplicate_groups(snap, inp.findings, inp.proposals, env_names)
+    findings = sorted_findings(inp.findings)  # the sort order and keys, not the rows
+    rule_counts = counts_by(findings, RULE_KEY)
+    duplicates = duplicate_groups(
+        snap,
+        inp.findings,
+        inp.proposals,
+        env_names,
+        shown=DUPLICATE_GROUPS_SHOWN,
+        rows_shown=GROUP_ROWS_SHOWN,
+    )
+    environments = by_environment(snap, inp.findings, findings, env_names)
+    entities = entity_view(
+        snap,
+        env_names,
+        environments_shown=ENTITY_ENVIRONMENTS_SHOWN,
+        references_shown=ENTITY_REFERENCES_SHOWN,
+        flows_shown=REFERENCE_FLOWS_SHOWN,
+    )
     return {
         "run_id": inp.run_id,
         "generated_at": format_time(inp.generated_at),
         "tool_version": inp.tool_version,
         "severities": list(SEVERITIES),
         "incomplete": incomplete_environments(snap, env_names),
-        "summary": summary(inp, findings, len(duplicates)),
-        "by_environment": by_environment(snap, findings, env_names),
-        "by_rule": by_rule(findings, rule_descriptions(inp.rule_descriptions)),
-        "duplicates": duplicates,
+        "summary": summary(inp, findings, rule_counts, duplicates["total"]),
+        "by_environment": environments["rows"],
+        "environments_hidden": environments["hidden"],
+        "environment_details": environments["details"],
+        "by_rule": by_rule(
+            inp.findings, findings, rule_counts, rule_descriptions(inp.rule_descriptions)
+        ),
+        "duplicates": duplicates["groups"],
+        "duplicates_total": duplicates["total"],
+        "duplicates_hidden": duplicates["total"] - len(duplicates["groups"]),
         "plan": plan_section(inp),
         "changes": changes(inp.history, inp.findings, findings, inp.run_id),
-        "entities": entity_view(snap, env_names),
+        "entities": entities["environments"],
+        "entities_total": entities["total"],
+        "entities_hidden": entities["total"] - len(entities["environments"]),
         "about": about(inp, env_names),
     }
 
@@ -76,9 +130,13 @@ def build_context(inp: ReportInput) -> dict[str, Any]:
 def environment_names(snapshot: Snapshot, findings: pd.DataFrame) -> dict[str, str]:
     """Map environment id to display name (the id when the name is missing)."""
     names: dict[str, str] = {}
-    for row in records(findings, ["environment_id", "environment_name"]):
-        if row["environment_id"] is not None:
-            names[row["environment_id"]] = row["environment_name"] or row["environment_id"]
+    if not findings.empty and "environment_id" in findings.columns:
+        ids = findings["environment_id"]
+        given = findings.get("environment_name", pd.Series(pd.NA, index=findings.index))
+        pairs = pd.DataFrame({"id": ids, "name": given})[ids.notna()]
+        last = pairs.drop_duplicates("id", keep="last")  # the last row wins, as in a loop
+        for row in records(last, ["id", "name"]):
+            names[row["id"]] = row["name"] or row["id"]
     for row in records(snapshot.environments, ["environment_id", "display_name"]):
         names[row["environment_id"]] = row["display_name"] or row["environment_id"]
     return names
@@ -113,15 +171,15 @@ def incomplete_environments(snapshot: Snapshot, env_names: Mapping[str, str]) ->
 
 
 def summary(
-    inp: ReportInput, findings: list[dict[str, Any]], duplicate_count: int
+    inp: ReportInput,
+    findings: pd.DataFrame,
+    rule_counts: Mapping[str, Mapping[str, int]],
+    duplicate_count: int,
 ) -> dict[str, Any]:
-    """Return the headline figures and the findings chart."""
+    """Return the headline figures and the findings chart (``findings``: sorted_findings)."""
     snap = inp.snapshot
     status = Counter(str(s) for s in snap.environments["status"].fillna("unknown"))
-    by_rule: dict[str, Counter[str]] = {}
-    for row in findings:
-        by_rule.setdefault(row["rule"] or "?", Counter())[row["severity"]] += 1
-    ordered = dict(sorted(by_rule.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
+    ordered = dict(sorted(rule_counts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
     actions = part(inp.plan, "actions")
     return {
         "environments": len(snap.environments),
@@ -132,44 +190,80 @@ def summary(
         "flows": len(snap.flows),
         "usages": len(snap.usages),
         "findings": len(findings),
-        "by_severity": severity_counts(r["severity"] for r in findings),
+        "by_severity": _severity_totals(findings),
         "duplicate_groups": duplicate_count,
         "plan_actions": None if actions is None else len(actions),
         "chart": findings_bar_chart(ordered),
     }
 
 
+def _severity_totals(findings: pd.DataFrame) -> dict[str, int]:
+    counts = dict.fromkeys(SEVERITIES, 0)
+    for severity, n in findings["severity"].value_counts(sort=False).items():
+        if n:
+            counts[str(severity)] = int(n)
+    return counts
+
+
 def by_environment(
-    snapshot: Snapshot, findings: list[dict[str, Any]], env_names: Mapping[str, str]
-) -> list[dict[str, Any]]:
-    """Return each environment with its findings and counts by severity."""
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for row in findings:
-        grouped.setdefault(row["environment_id"] or "", []).append(row)
+    snapshot: Snapshot,
+    frame: pd.DataFrame,
+    findings: pd.DataFrame,
+    env_names: Mapping[str, str],
+) -> dict[str, Any]:
+    """Return each environment with its counts by severity, most urgent first.
+
+    ``rows`` holds the first ENVIRONMENT_ROWS_SHOWN environments (``hidden`` more); the first
+    ENVIRONMENTS_DETAILED of them with findings list their ENVIRONMENT_FINDINGS_SHOWN most
+    severe findings (``detailed``), and ``details`` says how many environments are not listed.
+    """
+    counts = counts_by(findings, ENV_KEY)
     envs = {
         r["environment_id"]: r
         for r in records(snapshot.environments, ["environment_id", "sku", "status"])
     }
-    ids = list(envs) + [env_id for env_id in grouped if env_id not in envs]
+    ids = list(envs) + [env_id for env_id in counts if env_id not in envs]
     out = []
     for env_id in ids:
-        rows = grouped.get(env_id, [])
         env = envs.get(env_id, {})
+        env_counts = counts.get(env_id, dict.fromkeys(SEVERITIES, 0))
         out.append(
             {
                 "environment_id": env_id,
                 "name": env_names.get(env_id, env_id),
                 "sku": env.get("sku"),
                 "status": env.get("status") or "unknown",
-                "counts": severity_counts(r["severity"] for r in rows),
-                "total": len(rows),
-                "findings": rows,
+                "counts": env_counts,
+                "total": sum(env_counts.values()),
+                "detailed": False,
+                "findings": [],
+                "hidden": 0,
             }
         )
     out.sort(key=lambda e: (_urgency(e["counts"]), fold(e["name"])))
     for index, env in enumerate(out, start=1):
         env["anchor"] = f"env-{index}"  # never built from remote text
-    return out
+    with_findings = [e for e in out if e["total"]]
+    detailed = {e["environment_id"]: e for e in with_findings[:ENVIRONMENTS_DETAILED]}
+    shown = findings[findings[ENV_KEY].isin(list(detailed))]
+    shown = shown.groupby(ENV_KEY, sort=False, observed=True).head(ENVIRONMENT_FINDINGS_SHOWN)
+    for env_id, row in zip(shown[ENV_KEY], finding_records(frame, shown), strict=True):
+        detailed[str(env_id)]["findings"].append(row)
+    for env in detailed.values():
+        env["detailed"] = True
+        env["hidden"] = env["total"] - len(env["findings"])
+    return {
+        "rows": out[:ENVIRONMENT_ROWS_SHOWN],
+        "hidden": max(0, len(out) - ENVIRONMENT_ROWS_SHOWN),
+        "details": {
+            "shown": len(detailed),
+            "hidden": len(with_findings) - len(detailed),
+            "per_environment": ENVIRONMENT_FINDINGS_SHOWN,
+            # Every finding is listed under its environment: the by-rule lists may say so.
+            "complete": len(detailed) == len(with_findings)
+            and not any(e["hidden"] for e in detailed.values()),
+        },
+    }
 
 
 def _urgency(counts: Mapping[str, int]) -> tuple[int, ...]:
@@ -178,23 +272,31 @@ def _urgency(counts: Mapping[str, int]) -> tuple[int, ...]:
 
 
 def by_rule(
-    findings: list[dict[str, Any]], descriptions: Mapping[str, str]
+    frame: pd.DataFrame,
+    findings: pd.DataFrame,
+    rule_counts: Mapping[str, Mapping[str, int]],
+    descriptions: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     """Return each rule with its description, counts and (a capped list of) findings."""
-    grouped: dict[str, list[dict[str, Any]]] = {name: [] for name in descriptions}
-    for row in findings:
-        grouped.setdefault(row["rule"] or "?", []).append(row)
-    out = [
-        {
-            "rule": name,
-            "description": descriptions.get(name),
-            "counts": severity_counts(r["severity"] for r in rows),
-            "total": len(rows),
-            "findings": rows[:RULE_FINDINGS_SHOWN],
-            "hidden": max(0, len(rows) - RULE_FINDINGS_SHOWN),
-        }
-        for name, rows in grouped.items()
-    ]
+    names = list(dict.fromkeys([*descriptions, *rule_counts]))
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    shown = findings.groupby(RULE_KEY, sort=False, observed=True).head(RULE_FINDINGS_SHOWN)
+    for rule, row in zip(shown[RULE_KEY], finding_records(frame, shown), strict=True):
+        rows[str(rule)].append(row)
+    out = []
+    for name in names:
+        counts = dict(rule_counts.get(name, dict.fromkeys(SEVERITIES, 0)))
+        total = sum(counts.values())
+        out.append(
+            {
+                "rule": name,
+                "description": descriptions.get(name),
+                "counts": counts,
+                "total": total,
+                "findings": rows[name],
+                "hidden": total - len(rows[name]),
+            }
+        )
     return sorted(out, key=lambda r: (-r["total"], r["rule"]))
 
 
@@ -210,13 +312,16 @@ def rule_descriptions(given: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def plan_section(inp: ReportInput) -> dict[str, Any]:
-    """Return the plan in words, or say that there is none."""
-    lines = list(inp.plan_lines) if inp.plan_lines is not None else _describe(inp.plan)
+    """Return the plan in words (its first PLAN_LINES_SHOWN lines), or say that there is none."""
+    lines = inp.plan_lines if inp.plan_lines is not None else _describe(inp.plan)
+    lines = lines or []
     actions = part(inp.plan, "actions")
     skipped = part(inp.plan, "skipped")
     return {
         "available": inp.plan is not None or inp.plan_lines is not None,
-        "lines": [str(line) for line in lines or []],
+        "lines": [str(line) for line in islice(lines, PLAN_LINES_SHOWN)],
+        "lines_total": len(lines),
+        "lines_hidden": max(0, len(lines) - PLAN_LINES_SHOWN),
         "actions": None if actions is None else len(actions),
         "skipped": None if skipped is None else len(skipped),
     }
@@ -233,19 +338,31 @@ def _describe(plan: Any) -> list[str] | None:
 
 
 def changes(
-    history: Any, findings: pd.DataFrame, rows: list[dict[str, Any]], run_id: str
+    history: Any, findings: pd.DataFrame, ordered: pd.DataFrame, run_id: str
 ) -> dict[str, Any]:
-    """Return new and resolved findings since the last run and the trend chart."""
+    """Return new and resolved findings since the last run and the trend chart.
+
+    ``ordered`` is ``sorted_findings(findings)``; each list holds its CHANGES_SHOWN first rows.
+    """
     if history is None:
         return {"available": False}
     new = _frame(part(history, "new"))
     if new is None and "change" in findings.columns:
         new = findings[findings["change"].eq("new").fillna(False)]
-    points = _trend_points(part(history, "trend") or [], rows, run_id)
+    resolved = _frame(part(history, "resolved"))
+    points = _trend_points(part(history, "trend") or [], findings, ordered, run_id)
+    new_total = 0 if new is None else len(new)
+    resolved_total = 0 if resolved is None else len(resolved)
+    new_rows = finding_rows(new, CHANGES_SHOWN)
+    resolved_rows = finding_rows(resolved, CHANGES_SHOWN)
     return {
         "available": True,
-        "new": finding_rows(new),
-        "resolved": finding_rows(_frame(part(history, "resolved"))),
+        "new": new_rows,
+        "new_total": new_total,
+        "new_hidden": new_total - len(new_rows),
+        "resolved": resolved_rows,
+        "resolved_total": resolved_total,
+        "resolved_hidden": resolved_total - len(resolved_rows),
         "runs": len(points),
         "chart": trend_chart(points, _trend_series(points)),
     }
@@ -256,14 +373,26 @@ def _frame(value: Any) -> pd.DataFrame | None:
 
 
 def _trend_points(
-    trend: Sequence[Any], findings: list[dict[str, Any]], run_id: str
+    trend: Sequence[Any], frame: pd.DataFrame, findings: pd.DataFrame, run_id: str
 ) -> list[tuple[str, dict[str, int]]]:
     points = [(str(run), _flat_counts(counts)) for run, counts in trend]
     by_severity = all(set(c) <= set(SEVERITIES) for _, c in points)
     if run_id not in {run for run, _ in points}:
-        field = "severity" if by_severity else "rule"
-        points.append((run_id, dict(Counter(str(r[field]) for r in findings))))
+        if by_severity:
+            counts = _text_counts(findings["severity"])
+        else:
+            counts = _text_counts(frame["rule"]) if "rule" in frame.columns else {}
+        points.append((run_id, counts))
     return points[-TREND_RUNS:]
+
+
+def _text_counts(series: pd.Series) -> dict[str, int]:
+    # Counter(str(value)) over the rows, a missing value counted as "None".
+    out: Counter[str] = Counter()
+    for value, n in series.value_counts(dropna=False, sort=False).items():
+        if n:
+            out["None" if value is None or pd.isna(value) else str(value)] += int(n)
+    return dict(out)
 
 
 def _flat_counts(counts: Any) -> dict[str, int]:
@@ -284,10 +413,17 @@ def _trend_series(points: Sequence[tuple[str, Mapping[str, int]]]) -> list[str]:
 
 
 def about(inp: ReportInput, env_names: Mapping[str, str]) -> dict[str, Any]:
-    """Return how this run was made: versions, fingerprint, timings, request counts."""
+    """Return how this run was made: versions, fingerprint, timings, request counts.
+
+    The two per-environment lists hold their ABOUT_ROWS_SHOWN first rows.
+    """
     meta = inp.snapshot.metadata or {}
     requests = meta.get("requests") or {}
     complete = sorted(inp.snapshot.complete_environments(), key=lambda e: fold(env_names.get(e)))
+    by_environment = sorted(
+        ((env_names.get(e, e), n) for e, n in (requests.get("by_environment") or {}).items()),
+        key=lambda kv: (-int(kv[1] or 0), fold(kv[0])),
+    )
     return {
         "run_id": inp.run_id,
         "tool_version": inp.tool_version,
@@ -301,11 +437,11 @@ def about(inp: ReportInput, env_names: Mapping[str, str]) -> dict[str, Any]:
         "requests_total": requests.get("total"),
         "throttled": requests.get("throttled"),
         "requests_by_table": sorted((requests.get("by_table") or {}).items()),
-        "requests_by_environment": sorted(
-            ((env_names.get(e, e), n) for e, n in (requests.get("by_environment") or {}).items()),
-            key=lambda kv: (-int(kv[1] or 0), fold(kv[0])),
-        ),
+        "requests_by_environment": by_environment[:ABOUT_ROWS_SHOWN],
+        "requests_by_environment_hidden": max(0, len(by_environment) - ABOUT_ROWS_SHOWN),
         "settings_files": [
-            (env_names.get(e, e), settings_file_name(env_names.get(e, e), e)) for e in complete
+            (env_names.get(e, e), settings_file_name(env_names.get(e, e), e))
+            for e in complete[:ABOUT_ROWS_SHOWN]
         ],
+        "settings_files_hidden": max(0, len(complete) - ABOUT_ROWS_SHOWN),
     }

@@ -1,15 +1,21 @@
-"""The two join-heavy report sections: the entity view and the duplicate groups."""
+"""The two join-heavy report sections: the entity view and the duplicate groups.
+
+Both list a capped part of the tenant. The joins, counts and sort keys are computed column-wise
+over the tables; rows become Python dicts only for the environments, groups, references and
+flows that are shown, so the cost barely grows with the tenant.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from cleanup.report.rows import flow_state, fold, part, records
+from cleanup.report.rows import flow_state, fold, fold_key, fold_text, part, records
 from cleanup.snapshot.model import Snapshot
 
 Key = tuple[str, str]
@@ -23,78 +29,153 @@ REFERENCE_FIELDS = (
     "connection_id",
     "is_managed",
 )
+ENV, LN = "environment_id", "_ln"  # LN: the case-folded logical name
 
 
-def entity_view(snapshot: Snapshot, env_names: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Return, per environment, each reference with the flows that use it, and the unused ones."""
-    uses = _uses_by_environment(snapshot)
-    refs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for ref in records(snapshot.references, REFERENCE_FIELDS):
-        refs[ref["environment_id"]].append(ref)
-    unreadable = _count_by_env(snapshot.flows, snapshot.flows["parse_status"] != "ok")
-    legacy = _count_by_env(snapshot.usages, snapshot.usages["logical_name"].isna())
-    envs = records(snapshot.environments, ["environment_id", "status", "status_reason"])
-    return sorted(
-        (
-            _environment_entities(env, env_names, refs, uses, unreadable, legacy)
-            for env in envs
-            if env["environment_id"] in refs
-            or env["environment_id"] in uses
-            or env["status"] == "complete"
-        ),
-        key=lambda e: fold(e["name"]),
-    )
-
-
-def _environment_entities(
-    env: dict[str, Any],
+def entity_view(
+    snapshot: Snapshot,
     env_names: Mapping[str, str],
-    refs: Mapping[str, list[dict[str, Any]]],
-    uses: Mapping[str, dict[str, dict[str, Any]]],
-    unreadable: Mapping[str, int],
-    legacy: Mapping[str, int],
+    *,
+    environments_shown: int | None = None,
+    references_shown: int | None = None,
+    flows_shown: int | None = None,
 ) -> dict[str, Any]:
-    env_id = env["environment_id"]
-    remaining = dict(uses.get(env_id, {}))
-    used, unused = [], []
-    for ref in sorted(refs.get(env_id, []), key=lambda r: fold(r["display_name"])):
-        entry = remaining.pop(fold(ref["logical_name"]), None)
-        flows = entry["flows"] if entry else []
-        (used if flows else unused).append({**ref, "flows": flows})
-    # A flow can name a reference that the environment does not hold: show it, it is broken.
-    missing = sorted(remaining.values(), key=lambda m: fold(m["logical_name"]))
-    return {
-        "environment_id": env_id,
-        "name": env_names.get(env_id, env_id),
-        "status": env["status"] or "unknown",
-        "status_reason": env["status_reason"],
-        "complete": env["status"] == "complete",
-        "usage_known": env["status"] == "complete" and not unreadable.get(env_id, 0),
-        "used": used,
-        "unused": unused,
-        "missing": missing,
-        "flow_count": len({f["flow_id"] for r in used for f in r["flows"]}),
-        "unreadable_flows": unreadable.get(env_id, 0),
-        "legacy_uses": legacy.get(env_id, 0),
-    }
+    """Return, per environment, each reference with the flows that use it, and the unused ones.
+
+    ``environments`` holds at most ``environments_shown`` environments (those with the most
+    references), in name order; ``total`` counts them all. Each lists at most
+    ``references_shown`` used, missing and unused references, each with at most
+    ``flows_shown`` flows; the ``*_total`` counts are exact. None means no cap.
+    """
+    refs, usages = snapshot.references, snapshot.usages
+    named = usages[usages["logical_name"].notna()]
+    known = set(refs[ENV].dropna().unique()) | set(named[ENV].dropna().unique())
+    envs = [
+        env
+        for env in records(snapshot.environments, [ENV, "status", "status_reason"])
+        if env[ENV] in known or env["status"] == "complete"
+    ]
+    total = len(envs)
+    if environments_shown is not None and total > environments_shown:
+        sizes = refs[ENV].value_counts()
+        envs.sort(key=lambda e: (-int(sizes.get(e[ENV], 0)), fold(env_names.get(e[ENV]))))
+        envs = envs[:environments_shown]
+    ids = [env[ENV] for env in envs]
+    tables = _EntityTables(snapshot, ids, references_shown, flows_shown)
+    unreadable = _count_by_env(snapshot.flows, snapshot.flows["parse_status"] != "ok")
+    legacy = _count_by_env(usages, usages["logical_name"].isna())
+    shown = [tables.environment(env, env_names, unreadable, legacy) for env in envs]
+    return {"environments": sorted(shown, key=lambda e: fold(e["name"])), "total": total}
 
 
-def _uses_by_environment(snapshot: Snapshot) -> dict[str, dict[str, dict[str, Any]]]:
-    usages = snapshot.usages[snapshot.usages["logical_name"].notna()]
+class _EntityTables:
+    """The references and uses of the shown environments, matched and capped column-wise."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        env_ids: list[str],
+        references_shown: int | None,
+        flows_shown: int | None,
+    ) -> None:
+        refs = snapshot.references[snapshot.references[ENV].isin(env_ids)]
+        refs = refs.iloc[np.argsort(fold_key(refs["display_name"]), kind="stable")]
+        refs = refs.assign(**{LN: fold_text(refs["logical_name"])})
+        usages = snapshot.usages
+        uses = usages[usages["logical_name"].notna() & usages[ENV].isin(env_ids)]
+        uses = uses.assign(**{LN: fold_text(uses["logical_name"])})
+        per_name = uses.groupby([ENV, LN], sort=False).size()
+        ref_keys = _key_index(refs)
+        # A flow names a reference by logical name, case-insensitively; when two references share
+        # a name, the first (by display name) has the flows.
+        n_uses = per_name.reindex(ref_keys, fill_value=0).to_numpy()
+        used = (n_uses > 0) & ~refs.duplicated([ENV, LN]).to_numpy()
+        refs = refs.assign(_uses=n_uses, _used=used)
+        missing = per_name[~per_name.index.isin(ref_keys)].rename("_uses").reset_index()
+        missing = missing.iloc[np.argsort(missing[LN].to_numpy(dtype=object), kind="stable")]
+        matched = uses[_key_index(uses).isin(ref_keys)]
+        self.flow_counts = matched.groupby(ENV)["flow_id"].nunique().to_dict()
+        self.used = _head_by_env(refs[used], references_shown)
+        self.unused = _head_by_env(refs[~used], references_shown)
+        self.missing = _head_by_env(missing, references_shown)
+        self.totals = {
+            "used": refs.loc[used, ENV].value_counts().to_dict(),
+            "unused": refs.loc[~used, ENV].value_counts().to_dict(),
+            "missing": missing[ENV].value_counts().to_dict(),
+        }
+        wanted = [(r[ENV], r[LN]) for rows in (self.used, self.missing) for r in _flat(rows)]
+        self.flows = _flows_by_name(snapshot, uses, wanted, flows_shown)
+
+    def environment(
+        self,
+        env: dict[str, Any],
+        env_names: Mapping[str, str],
+        unreadable: Mapping[str, int],
+        legacy: Mapping[str, int],
+    ) -> dict[str, Any]:
+        env_id = env[ENV]
+        used = [self._reference(r, REFERENCE_FIELDS) for r in self.used.get(env_id, [])]
+        unused = [
+            {
+                **{f: r[f] for f in REFERENCE_FIELDS},
+                "flows": [],
+                "flows_total": 0,
+                "flows_hidden": 0,
+            }
+            for r in self.unused.get(env_id, [])
+        ]
+        missing = [self._reference(r, ()) for r in self.missing.get(env_id, [])]
+        totals = {name: int(counts.get(env_id, 0)) for name, counts in self.totals.items()}
+        return {
+            "environment_id": env_id,
+            "name": env_names.get(env_id, env_id),
+            "status": env["status"] or "unknown",
+            "status_reason": env["status_reason"],
+            "complete": env["status"] == "complete",
+            "usage_known": env["status"] == "complete" and not unreadable.get(env_id, 0),
+            "used": used,
+            "used_total": totals["used"],
+            "used_hidden": totals["used"] - len(used),
+            "unused": unused,
+            "unused_total": totals["unused"],
+            "unused_hidden": totals["unused"] - len(unused),
+            "missing": missing,
+            "missing_total": totals["missing"],
+            "missing_hidden": totals["missing"] - len(missing),
+            "flow_count": int(self.flow_counts.get(env_id, 0)),
+            "unreadable_flows": unreadable.get(env_id, 0),
+            "legacy_uses": legacy.get(env_id, 0),
+        }
+
+    def _reference(self, row: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+        logical, flows = self.flows.get((row[ENV], row[LN]), (None, []))
+        out = {f: row[f] for f in fields}
+        if not fields:  # named by flows, not found: the name as the first flow spells it
+            out["logical_name"] = logical
+        total = int(row["_uses"])
+        return {**out, "flows": flows, "flows_total": total, "flows_hidden": total - len(flows)}
+
+
+def _flows_by_name(
+    snapshot: Snapshot, uses: pd.DataFrame, wanted: list[Key], flows_shown: int | None
+) -> dict[Key, tuple[Any, list[dict[str, Any]]]]:
+    """Return, per (environment, folded name), how the first flow spells it and the flows."""
+    if not wanted:
+        return {}
+    keys = pd.MultiIndex.from_tuples(wanted, names=[ENV, LN])
+    picked = uses[_key_index(uses).isin(keys)]
     flows = snapshot.flows[["environment_id", "flow_id", "name", "state"]]
-    joined = usages.merge(flows, on=["environment_id", "flow_id"], how="left")
-    rows = records(
-        joined,
-        ["environment_id", "flow_id", "key", "logical_name", "name", "state", "action_count"],
-    )
-    rows.sort(key=lambda r: (fold(r["name"]), fold(r["key"])))
-    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for row in rows:
-        slot = out[row["environment_id"]].setdefault(
-            fold(row["logical_name"]), {"logical_name": row["logical_name"], "flows": []}
-        )
+    flows = flows[flows[ENV].isin(picked[ENV].unique())]
+    joined = picked.merge(flows, on=["environment_id", "flow_id"], how="left")
+    joined = joined.iloc[np.lexsort((fold_key(joined["key"]), fold_key(joined["name"])))]
+    if flows_shown is not None:
+        joined = joined.groupby([ENV, LN], sort=False).head(flows_shown)
+    out: dict[Key, tuple[Any, list[dict[str, Any]]]] = {}
+    columns = [ENV, LN, "flow_id", "key", "logical_name", "name", "state", "action_count"]
+    for row in records(joined, columns):
+        slot = out.setdefault((row[ENV], row[LN]), (row["logical_name"], []))
         state = flow_state(row["state"])
-        slot["flows"].append(
+        slot[1].append(
             {
                 "flow_id": row["flow_id"],
                 "name": row["name"] or row["flow_id"],
@@ -107,6 +188,24 @@ def _uses_by_environment(snapshot: Snapshot) -> dict[str, dict[str, dict[str, An
     return out
 
 
+def _key_index(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([frame[ENV], frame[LN]], names=[ENV, LN])
+
+
+def _head_by_env(frame: pd.DataFrame, limit: int | None) -> dict[str, list[dict[str, Any]]]:
+    """Return the first ``limit`` rows of each environment as dicts, in the frame's order."""
+    if limit is not None:
+        frame = frame.groupby(ENV, sort=False).head(limit)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in records(frame, list(frame.columns)):
+        out[row[ENV]].append(row)
+    return out
+
+
+def _flat(groups: Mapping[str, list[dict[str, Any]]]) -> Iterable[dict[str, Any]]:
+    return (row for rows in groups.values() for row in rows)
+
+
 def _count_by_env(frame: pd.DataFrame, mask: pd.Series) -> dict[str, int]:
     counts = frame.loc[mask.fillna(True).astype(bool), "environment_id"].value_counts()
     return {str(k): int(v) for k, v in counts.items()}
@@ -117,21 +216,48 @@ def duplicate_groups(
     findings: pd.DataFrame,
     proposals: Any,
     env_names: Mapping[str, str],
-) -> list[dict[str, Any]]:
-    """Return each duplicate group: members, survivor and why, moves and leftovers."""
+    *,
+    shown: int | None = None,
+    rows_shown: int | None = None,
+) -> dict[str, Any]:
+    """Return the duplicate groups: members, survivor and why, moves and leftovers.
+
+    ``groups`` holds at most ``shown`` groups (those with the most references, then the most
+    moves), in environment and group order; ``total`` counts them all. Each group lists at most
+    ``rows_shown`` members, moves and leftovers; its ``*_total`` counts are exact.
+    """
+    members = _members_frame(findings)
+    survivors = _group_frame(part(proposals, "survivors"), SURVIVOR_FIELDS)
+    moves = _group_frame(part(proposals, "moves"), MOVE_FIELDS)
+    leftovers = _group_frame(part(proposals, "leftovers"), LEFTOVER_FIELDS)
+    frames = [f for f in (members, survivors, moves, leftovers) if f is not None]
+    if not frames:
+        return {"groups": [], "total": 0}
+    keys = pd.concat([f[[GROUP_KEY, ENV, GROUP]] for f in frames]).drop_duplicates(GROUP_KEY)
+    total = len(keys)
+    if shown is not None and total > shown:
+        keys = _largest_groups(keys, members, survivors, moves, leftovers, env_names, shown)
+        selected = set(keys[GROUP_KEY])
+        members, survivors, moves, leftovers = (
+            None if f is None else f[f[GROUP_KEY].isin(selected)]
+            for f in (members, survivors, moves, leftovers)
+        )
     parts = _GroupParts(
-        members=_members_from_findings(findings),
-        survivors=_by_group(part(proposals, "survivors"), SURVIVOR_FIELDS),
-        moves=_by_group(part(proposals, "moves"), MOVE_FIELDS),
-        leftovers=_by_group(part(proposals, "leftovers"), LEFTOVER_FIELDS),
-        lookups=_Lookups(snapshot),
+        members=_by_group(members, ["object_id"]),
+        survivors=_by_group(survivors, SURVIVOR_FIELDS),
+        moves=_by_group(moves, MOVE_FIELDS),
+        leftovers=_by_group(leftovers, LEFTOVER_FIELDS),
         env_names=env_names,
         has_proposal=proposals is not None,
+        rows_shown=rows_shown,
     )
-    groups = [parts.group(key) for key in parts.group_keys()]
-    return sorted(groups, key=lambda g: (fold(g["environment_name"]), fold(g["group_id"])))
+    lookups = _Lookups(snapshot, parts)
+    groups = [parts.group(key, lookups) for key in parts.group_keys()]
+    groups.sort(key=lambda g: (fold(g["environment_name"]), fold(g["group_id"])))
+    return {"groups": groups, "total": total}
 
 
+GROUP, GROUP_KEY = "group_id", "_group"  # GROUP_KEY: environment and group id in one text
 SURVIVOR_FIELDS = ["survivor_id", "reason"]
 MOVE_FIELDS = [
     "flow_id",
@@ -147,44 +273,122 @@ ROLE_ORDER = ("survivor", "member", "leftover")
 Rows = Mapping[Key, list[dict[str, Any]]]
 
 
+def _group_frame(frame: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame | None:
+    """Return the rows with their group key, environment, group id (as text) and ``columns``."""
+    if frame is None or frame.empty:
+        return None
+    env = frame[ENV]
+    group = frame[GROUP].astype("string").fillna("None")  # str(group_id), as rows carry it
+    data = {col: frame[col] for col in columns if col in frame.columns}
+    key = env.astype("string").fillna("") + "\x1f" + group
+    return pd.DataFrame({GROUP_KEY: key, ENV: env, GROUP: group, **data})
+
+
+def _members_frame(findings: pd.DataFrame) -> pd.DataFrame | None:
+    if "group_id" not in findings.columns or findings.empty:
+        return None
+    mask = findings["group_id"].notna() & (findings["object_type"] == "reference")
+    grouped = findings[[ENV, GROUP, "object_id"]][mask.fillna(False).astype(bool)]
+    frame = _group_frame(grouped, ["object_id"])
+    # The first sighting of each member, in the findings' order.
+    return None if frame is None else frame.drop_duplicates([GROUP_KEY, "object_id"])
+
+
+def _largest_groups(
+    keys: pd.DataFrame,
+    members: pd.DataFrame | None,
+    survivors: pd.DataFrame | None,
+    moves: pd.DataFrame | None,
+    leftovers: pd.DataFrame | None,
+    env_names: Mapping[str, str],
+    shown: int,
+) -> pd.DataFrame:
+    """Return the ``shown`` groups with the most references, then the most flow-key moves."""
+    sources = ((members, "object_id"), (survivors, "survivor_id"), (leftovers, "reference_id"))
+    ids = [
+        f[[GROUP_KEY, col]].set_axis([GROUP_KEY, "ref"], axis=1)
+        for f, col in sources
+        if f is not None and col in f.columns
+    ]
+    size = pd.Series(0, index=keys[GROUP_KEY].to_numpy())
+    if ids:
+        refs = pd.concat(ids).dropna(subset=["ref"]).drop_duplicates()
+        size = refs[GROUP_KEY].value_counts().reindex(size.index, fill_value=0)
+    moved = pd.Series(0, index=size.index)
+    if moves is not None:
+        moved = moves[GROUP_KEY].value_counts().reindex(size.index, fill_value=0)
+    names = [env_names.get(e, e) for e in keys[ENV].astype(object)]
+    order = np.lexsort(
+        (
+            fold_key(keys[GROUP]),
+            fold_key(pd.Series(names, dtype=object)),
+            -moved.to_numpy(dtype=np.int64),
+            -size.to_numpy(dtype=np.int64),
+        )
+    )
+    return keys.iloc[order[:shown]]
+
+
 @dataclass(frozen=True)
 class _GroupParts:
-    """The proposals' rows and the snapshot lookups, indexed by (environment, group)."""
+    """The proposals' rows of the shown groups, indexed by (environment, group)."""
 
-    members: Mapping[Key, list[str]]
+    members: Rows
     survivors: Rows
     moves: Rows
     leftovers: Rows
-    lookups: _Lookups
     env_names: Mapping[str, str]
     has_proposal: bool
+    rows_shown: int | None
 
     def group_keys(self) -> set[Key]:
         return set(self.members) | set(self.survivors) | set(self.moves) | set(self.leftovers)
 
-    def group(self, key: Key) -> dict[str, Any]:
+    def reference_keys(self) -> set[Key]:
+        out = {(env, r["object_id"]) for (env, _), rows in self.members.items() for r in rows}
+        out |= {(env, r["survivor_id"]) for (env, _), rows in self.survivors.items() for r in rows}
+        out |= {(env, r["reference_id"]) for (env, _), rows in self.leftovers.items() for r in rows}
+        return out
+
+    def flow_keys(self) -> set[Key]:
+        return {
+            (env, r["flow_id"])
+            for (env, _), rows in self.moves.items()
+            for r in rows[: self.rows_shown]
+        }
+
+    def group(self, key: Key, lookups: _Lookups) -> dict[str, Any]:
         env_id, group_id = key
         survivor = (self.survivors.get(key) or [None])[0]
         survivor_id = survivor["survivor_id"] if survivor else None
         left = self.leftovers.get(key, [])
         left_ids = {r["reference_id"] for r in left}
-        ids = [*self.members.get(key, []), *([survivor_id] if survivor_id else [])]
-        ids += [r["reference_id"] for r in left]
+        ids = [r["object_id"] for r in self.members.get(key, [])]
+        ids += [*([survivor_id] if survivor_id else []), *(r["reference_id"] for r in left)]
         members = [
-            self.lookups.member(env_id, ref_id, survivor_id, left_ids)
-            for ref_id in dict.fromkeys(ids)
+            lookups.member(env_id, ref_id, survivor_id, left_ids) for ref_id in dict.fromkeys(ids)
         ]
         members.sort(key=lambda m: ROLE_ORDER.index(m["role"]))  # survivor first; stable
+        moves = self.moves.get(key, [])
+        cap = self.rows_shown
         return {
             "environment_id": env_id,
             "environment_name": self.env_names.get(env_id, env_id),
             "group_id": group_id,
             "connector": next((m["connector"] for m in members if m["connector"]), None),
-            "members": members,
+            "members": members[:cap],
+            "members_total": len(members),
+            "members_hidden": len(members[cap:]) if cap is not None else 0,
             "survivor": next((m for m in members if m["role"] == "survivor"), None),
             "survivor_reason": survivor["reason"] if survivor else None,
-            "moves": [_move(m, self.lookups, env_id) for m in self.moves.get(key, [])],
-            "leftovers": [{**r, **_display(self.lookups, env_id, r["reference_id"])} for r in left],
+            "moves": [_move(m, lookups, env_id) for m in moves[:cap]],
+            "moves_total": len(moves),
+            "moves_hidden": len(moves[cap:]) if cap is not None else 0,
+            "leftovers": [
+                {**r, **_display(lookups, env_id, r["reference_id"])} for r in left[:cap]
+            ],
+            "leftovers_total": len(left),
+            "leftovers_hidden": len(left[cap:]) if cap is not None else 0,
             "has_proposal": self.has_proposal,
         }
 
@@ -205,34 +409,35 @@ def _display(lookups: _Lookups, env_id: str, ref_id: str) -> dict[str, Any]:
 
 def _by_group(frame: pd.DataFrame | None, columns: list[str]) -> dict[Key, list[dict[str, Any]]]:
     out: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for row in records(frame, ["environment_id", "group_id", *columns]):
-        out[(row["environment_id"], str(row["group_id"]))].append(row)
+    for row in records(frame, [ENV, GROUP, *columns]):
+        out[(row[ENV], row[GROUP])].append(row)
     return out
 
 
-def _members_from_findings(findings: pd.DataFrame) -> dict[Key, list[str]]:
-    grouped = findings[findings["group_id"].notna() & (findings["object_type"] == "reference")]
-    out: dict[Key, list[str]] = defaultdict(list)
-    for row in records(grouped, ["environment_id", "group_id", "object_id"]):
-        key = (row["environment_id"], str(row["group_id"]))
-        if row["object_id"] not in out[key]:
-            out[key].append(row["object_id"])
-    return out
+def _pick(frame: pd.DataFrame, id_column: str, wanted: set[Key]) -> pd.DataFrame:
+    """Return the rows whose (environment, ``id_column``) is wanted."""
+    if not wanted:
+        return frame.iloc[0:0]
+    frame = frame[frame[ENV].isin({env for env, _ in wanted})]  # cheap, and narrows a lot
+    index = pd.MultiIndex.from_arrays([frame[ENV], frame[id_column]])
+    return frame[index.isin(pd.MultiIndex.from_tuples(list(wanted)))]
 
 
 class _Lookups:
-    """Reference, flow-name and usage-count lookups shared by every group."""
+    """Reference, flow-name and usage-count lookups for the shown groups."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.refs = {
-            (r["environment_id"], r["reference_id"]): r
-            for r in records(snapshot.references, REFERENCE_FIELDS)
+    def __init__(self, snapshot: Snapshot, parts: _GroupParts) -> None:
+        refs = _pick(snapshot.references, "reference_id", parts.reference_keys())
+        self.refs = {(r[ENV], r["reference_id"]): r for r in records(refs, REFERENCE_FIELDS)}
+        flows = _pick(snapshot.flows, "flow_id", parts.flow_keys())
+        self.flows = {
+            (f[ENV], f["flow_id"]): f["name"] for f in records(flows, [ENV, "flow_id", "name"])
         }
-        flows = records(snapshot.flows, ["environment_id", "flow_id", "name"])
-        self.flows = {(f["environment_id"], f["flow_id"]): f["name"] for f in flows}
-        usages = snapshot.usages[snapshot.usages["logical_name"].notna()]
-        folded = usages.assign(ln=usages["logical_name"].str.casefold())
-        counts = folded.groupby(["environment_id", "ln"])["flow_id"].nunique()
+        names = {(env, fold(r["logical_name"])) for (env, _), r in self.refs.items()}
+        usages = snapshot.usages
+        usages = usages[usages["logical_name"].notna() & usages[ENV].isin({e for e, _ in names})]
+        usages = usages.assign(**{LN: fold_text(usages["logical_name"])})
+        counts = _pick(usages, LN, names).groupby([ENV, LN])["flow_id"].nunique()
         self.flow_counts = {(str(e), str(ln)): int(n) for (e, ln), n in counts.items()}
 
     def flow_name(self, env_id: str, flow_id: Any) -> Any:

@@ -12,10 +12,15 @@ import json
 import os
 import re
 import unicodedata
+from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
-from cleanup.report.rows import fold, part, records
+import numpy as np
+import pandas as pd
+
+from cleanup.report.rows import fold_key, part, records
 from cleanup.snapshot.model import Snapshot
 
 SETTINGS_DIR = "deployment-settings"
@@ -47,20 +52,44 @@ def deleted_references(proposals: Any = None, plan: Any = None) -> set[RefKey]:
     Without a plan, the deletable leftovers of the proposals stand in for it.
     """
     if plan is not None:
-        return {key for action in part(plan, "actions") or [] if (key := _deleted_by(action))}
+        # A plan may hold a million actions: what varies by type is worked out once per type.
+        mappings: dict[type, bool] = {}
+        deletes: dict[Any, bool] = {}
+        out: set[RefKey] = set()
+        for action in part(plan, "actions") or []:
+            cls = type(action)
+            mapping = mappings.get(cls)
+            if mapping is None:
+                mapping = mappings[cls] = isinstance(action, Mapping)
+            kind = action.get("kind") if mapping else getattr(action, "kind", None)
+            if kind is None:
+                kind = _kind(action, mapping)
+            delete = deletes.get(kind)
+            if delete is None:
+                delete = deletes[kind] = "delete" in str(kind).lower()
+            if delete and (key := _reference_key(action, mapping)):
+                out.add(key)
+        return out
     rows = records(part(proposals, "leftovers"), ["environment_id", "reference_id", "deletable"])
     return {(r["environment_id"], r["reference_id"]) for r in rows if r["deletable"] is True}
 
 
-def _deleted_by(action: Any) -> RefKey | None:
-    kind = next(
-        (part(action, n) for n in ("kind", "action", "type") if part(action, n) is not None),
-        type(action).__name__,
-    )
-    if "delete" not in str(kind).lower():
-        return None
-    env_id = part(action, "environment_id")
-    ref_id = part(action, "reference_id") or part(action, "object_id")
+def _kind(action: Any, mapping: bool) -> Any:
+    # The first of kind, action and type that is set; else the class name.
+    for name in ("kind", "action", "type"):
+        value = action.get(name) if mapping else getattr(action, name, None)
+        if value is not None:
+            return value
+    return type(action).__name__
+
+
+def _reference_key(action: Any, mapping: bool) -> RefKey | None:
+    if mapping:
+        env_id = action.get("environment_id")
+        ref_id = action.get("reference_id") or action.get("object_id")
+    else:
+        env_id = getattr(action, "environment_id", None)
+        ref_id = getattr(action, "reference_id", None) or getattr(action, "object_id", None)
     return (str(env_id), str(ref_id)) if env_id and ref_id else None
 
 
@@ -73,21 +102,36 @@ def deployment_settings(
     out: dict[str, dict[str, list[dict[str, str]]]] = {
         env_id: {"EnvironmentVariables": [], "ConnectionReferences": []} for env_id in complete
     }
-    fields = ["environment_id", "reference_id", "logical_name", "connection_id", "connector_id"]
-    rows = sorted(records(snapshot.references, fields), key=lambda r: fold(r["logical_name"]))
-    for row in rows:
-        env_id = row["environment_id"]
-        if env_id not in out or (env_id, row["reference_id"]) in deleted:
+    refs = snapshot.references
+    refs = refs[refs["environment_id"].isin(list(complete))]
+    if refs.empty:
+        return out
+    refs = refs.iloc[np.argsort(fold_key(refs["logical_name"]), kind="stable")]
+    columns = [
+        _texts(refs, name)
+        for name in ("environment_id", "reference_id", "logical_name", "connection_id")
+    ]
+    columns.append(_texts(refs, "connector_id"))
+    for env_id, ref_id, logical, connection, connector in zip(*columns, strict=True):
+        if (env_id, ref_id) in deleted:
             continue
         out[env_id]["ConnectionReferences"].append(
             {
-                "LogicalName": row["logical_name"] or "",
+                "LogicalName": logical,
                 # pac writes an empty ConnectionId for a reference that is not bound yet.
-                "ConnectionId": row["connection_id"] or "",
-                "ConnectorId": row["connector_id"] or "",
+                "ConnectionId": connection,
+                "ConnectorId": connector,
             }
         )
     return out
+
+
+def _texts(frame: pd.DataFrame, name: str) -> list[Any]:
+    """Return a column as Python values, missing ones (and a missing column) as ""."""
+    if name not in frame.columns:
+        return [""] * len(frame)
+    values = frame[name].astype(object)
+    return values.where(values.notna(), "").tolist()
 
 
 def write_deployment_settings(
@@ -103,7 +147,7 @@ def write_deployment_settings(
     index, written = [], []
     for env_id, settings in sorted(deployment_settings(snapshot, proposals, plan).items()):
         file_name = settings_file_name(names.get(env_id), env_id)
-        written.append(_write_json(folder / file_name, settings))
+        written.append(_write_json(folder / file_name, settings, settings_text(settings)))
         index.append(
             {"file": file_name, "environment_id": env_id, "display_name": names.get(env_id)}
         )
@@ -111,9 +155,35 @@ def write_deployment_settings(
     return written
 
 
-def _write_json(path: Path, data: Any) -> Path:
+def _write_json(path: Path, data: Any, text: str | None = None) -> Path:
     # Atomic: a crash never leaves half a settings file for a pipeline to import.
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    body = json.dumps(data, indent=2) if text is None else text
+    tmp.write_text(body + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def settings_text(settings: dict[str, list[dict[str, str]]]) -> str:
+    """Return ``json.dumps(settings, indent=2)`` of one environment's deployment settings.
+
+    With ``indent`` the json module encodes in pure Python, and a tenant's settings hold
+    hundreds of thousands of references, so the shape ``deployment_settings`` makes is laid out
+    here, byte for byte (a test holds the two together); anything else goes to json.
+    """
+    refs = settings["ConnectionReferences"]
+    if list(settings) != ["EnvironmentVariables", "ConnectionReferences"]:
+        return json.dumps(settings, indent=2)
+    if settings["EnvironmentVariables"] or not refs:
+        return json.dumps(settings, indent=2)
+    quote = encode_basestring_ascii  # what json.dumps uses for a str (ensure_ascii)
+    try:
+        items = ",\n".join(
+            f'    {{\n      "LogicalName": {quote(r["LogicalName"])},\n'
+            f'      "ConnectionId": {quote(r["ConnectionId"])},\n'
+            f'      "ConnectorId": {quote(r["ConnectorId"])}\n    }}'
+            for r in refs
+        )
+    except TypeError:  # a value that is not text: json knows what to do
+        return json.dumps(settings, indent=2)
+    return f'{{\n  "EnvironmentVariables": [],\n  "ConnectionReferences": [\n{items}\n  ]\n}}'

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from cleanup import schemas
+from cleanup.consolidate import Proposals
 from cleanup.errors import ConfigError
 from cleanup.history import History
 from cleanup.rules.base import REGISTRY, Rule, RuleContext, register
@@ -46,10 +47,15 @@ SORT = ["environment_id", "rule", "object_id"]
 
 @dataclass(frozen=True)
 class RuleResults:
-    """What the rules found, and what exclusions set aside (``exclusions.EXCLUDED``)."""
+    """What the rules found, and what exclusions set aside (``exclusions.EXCLUDED``).
+
+    ``proposals`` is the consolidation the ``duplicate`` rule computed (None when it did
+    not run), so callers need not compute ``cleanup.consolidate.propose`` again.
+    """
 
     findings: pd.DataFrame
     excluded: pd.DataFrame
+    proposals: Proposals | None = None
 
 
 def check_rule_names(settings: RulesSettings) -> None:
@@ -91,7 +97,8 @@ def evaluate_rules(
         findings = schemas.empty_frame(schemas.FINDINGS)
     findings = _stamp_history(findings, ctx)
     kept, excluded = apply_exclusions(findings, ctx, ctx.exclusions)
-    return RuleResults(_tidy(kept), _tidy(excluded))
+    proposals = ctx.__dict__.get("proposals")  # cached_property: set once the rule read it
+    return RuleResults(_tidy(kept), _tidy(excluded), proposals)
 
 
 def run_rules(

@@ -7,6 +7,7 @@ all rules, and returns rows conforming to ``schemas.FINDINGS`` via ``Rule.findin
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,11 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cleanup import schemas
+from cleanup.consolidate import Proposals, duplicate_groups, propose, sort_codes, unique_first
 from cleanup.rules.settings import (
     ExclusionSettings,
     HistorySettings,
@@ -35,6 +39,16 @@ DEFAULT_SOLUTION_ID = "fd140aaf-4df4-11dd-bd17-0019b9312238"  # the same in ever
 ACTIVE_FLOW_STATE = 1
 MAX_LISTED = 20  # flows named in a finding's extra; the count is always complete
 KEY = ["environment_id", "reference_id"]
+# The ``RuleContext.references`` columns ``Rule.findings`` reads (select them before wide merges).
+FINDING_FACTS = [
+    "environment_id",
+    "reference_id",
+    "environment_name",
+    "logical_name",
+    "display_name",
+    "owner_id",
+    "owner_name",
+]
 R = TypeVar("R", bound="Rule")
 
 
@@ -93,15 +107,32 @@ class RuleContext:
         """Solution membership of references and flows, with each solution's names."""
         comp = self.snapshot.solution_components
         comp = comp.loc[comp["object_type"].isin(["reference", "flow"]).fillna(False)]
-        sol = self.snapshot.solutions
-        out = comp.merge(sol, on=["environment_id", "solution_id"], how="left")
-        out["is_system"] = (
-            out["unique_name"].str.lower().isin(SYSTEM_SOLUTIONS).fillna(False)
-            | out["unique_name"].isna()
-            | out["solution_id"].str.lower().eq(DEFAULT_SOLUTION_ID).fillna(False)
+        comp = comp.reset_index(drop=True)
+        keys = ["environment_id", "solution_id"]
+        # Millions of components, thousands of solutions: look each solution up once, keep
+        # the first row per (environment, solution, object), then gather by position.
+        pair = comp.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+        pairs = comp[keys].iloc[unique_first(pair)[1]].reset_index(drop=True)
+        sol = self.snapshot.solutions.drop_duplicates(keys)
+        info = pairs.merge(sol, on=keys, how="left")
+        info["is_system"] = (
+            info["unique_name"].str.lower().isin(SYSTEM_SOLUTIONS).fillna(False)
+            | info["unique_name"].isna()
+            | info["solution_id"].str.lower().eq(DEFAULT_SOLUTION_ID).fillna(False)
         )
-        out["object_key"] = out["object_id"].str.lower()
-        return out.drop_duplicates(["environment_id", "solution_id", "object_key"])
+        object_key = comp["object_id"].str.lower()
+        obj = pd.factorize(object_key)[0].astype(np.int64)
+        member = pd.Series(pair.astype(np.int64) * (obj.max(initial=0) + 2) + obj + 1)
+        rows = np.flatnonzero(~member.duplicated().to_numpy())
+        out = pd.concat(
+            [
+                comp.take(rows).reset_index(drop=True),
+                info.drop(columns=keys).take(pair[rows]).reset_index(drop=True),
+            ],
+            axis=1,
+        )
+        out["object_key"] = object_key.array.take(rows)
+        return out.set_axis(rows)
 
     @cached_property
     def flow_usage(self) -> pd.DataFrame:
@@ -162,16 +193,31 @@ class RuleContext:
         return out.drop_duplicates(["environment_id", "connection_key"])
 
     @cached_property
+    def reference_memberships(self) -> pd.DataFrame:
+        """The rows of ``memberships`` that put a reference in a non-system solution."""
+        mem = self.memberships
+        return mem.loc[mem["object_type"].eq("reference") & ~mem["is_system"]]
+
+    @cached_property
     def reference_solutions(self) -> pd.DataFrame:
         """[environment_id, object_key, solutions, managed_solutions] of non-system solutions."""
-        mem = self.memberships
-        mem = mem.loc[mem["object_type"].eq("reference") & ~mem["is_system"]]
+        mem = self.reference_memberships
         keys = ["environment_id", "object_key"]
         managed = mem.loc[mem["is_managed"].fillna(False).astype(bool)]
         out = group_lists(mem, keys, "unique_name", name="solutions")
         return out.merge(
             group_lists(managed, keys, "unique_name", name="managed_solutions"), how="left"
         )
+
+    @cached_property
+    def duplicate_groups(self) -> pd.DataFrame:
+        """``cleanup.consolidate.duplicate_groups`` of the snapshot."""
+        return duplicate_groups(self.snapshot)
+
+    @cached_property
+    def proposals(self) -> Proposals:
+        """``cleanup.consolidate.propose`` with the run's naming settings, computed once."""
+        return propose(self.snapshot, self.duplicate_groups, naming=self.naming)
 
     def flows_of(self, reference_ids: pd.DataFrame) -> pd.DataFrame:
         """Return [environment_id, reference_id, flows] with up to MAX_LISTED flow names each."""
@@ -261,7 +307,11 @@ def add_solutions(ctx: RuleContext, rows: pd.DataFrame) -> pd.DataFrame:
     out = keyed.merge(sols, on=["environment_id", "object_key"], how="left")
     out.index = rows.index
     for col in ("solutions", "managed_solutions"):
-        out[col] = as_lists(out[col])
+        # ``group_lists`` gives lists without missing items; a reference in no solution, NaN.
+        values = out[col].to_numpy(dtype=object)
+        out[col] = pd.Series(
+            [v if isinstance(v, list) else [] for v in values], index=out.index, dtype=object
+        )
     return out
 
 
@@ -275,17 +325,38 @@ def group_lists(
 ) -> pd.DataFrame:
     """Return one row per key group with the sorted distinct values of ``column`` as a list."""
     name = name or column
-    rows = frame.loc[frame[column].notna(), [*keys, column]].drop_duplicates()
-    rows = rows.sort_values([*keys, column], kind="stable")
-    if limit is not None:
-        rows = rows.groupby(keys, sort=False, dropna=False).head(limit)
-    out = rows.drop_duplicates(keys)[keys].reset_index(drop=True)
-    # Rows are sorted by key, so each group is one contiguous slice: split once instead of a
+    rows = frame.loc[frame[column].notna(), [*keys, column]]
+    # Work on integer codes that sort like the values: the distinct (keys, value) rows,
+    # sorted by keys then value, as drop_duplicates and a stable sort_values would give.
+    codes = [sort_codes(rows[col]) for col in [*keys, column]]
+    both = _combine(codes, len(rows))
+    distinct = np.flatnonzero(~pd.Series(both).duplicated().to_numpy())
+    order = distinct[np.argsort(both[distinct], kind="stable")]
+    group = _combine([c[order] for c in codes[:-1]], len(order))
+    # Rows are sorted by key, so each group is one contiguous slice: cut once instead of a
     # Python aggregation per group (there can be hundreds of thousands of groups).
-    codes = rows.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
-    bounds = np.flatnonzero(np.diff(codes)) + 1
-    chunks = np.split(rows[column].astype(object).to_numpy(), bounds) if len(rows) else []
-    out[name] = pd.Series([chunk.tolist() for chunk in chunks], dtype=object)
+    change = np.diff(group, prepend=-1) != 0
+    starts = np.flatnonzero(change)
+    if limit is not None:
+        keep = np.arange(len(order)) - starts[np.cumsum(change) - 1] < limit
+        order, group = order[keep], group[keep]
+        starts = np.flatnonzero(np.diff(group, prepend=-1))
+    out = rows[keys].iloc[order[starts]].reset_index(drop=True)
+    values = rows[column].astype(object).to_numpy()[order].tolist()
+    bounds = starts.tolist()
+    ends = [*bounds[1:], len(values)] if bounds else []
+    out[name] = pd.Series([values[a:b] for a, b in zip(bounds, ends, strict=True)], dtype=object)
+    return out
+
+
+def _combine(codes: list[np.ndarray], length: int) -> np.ndarray:
+    """Combine per-column codes into one code per row that orders rows like the columns do."""
+    out = np.zeros(length, dtype=np.int64)
+    for column in codes:
+        size = int(column.max(initial=-1)) + 2
+        if length and int(out.max()) >= np.iinfo(np.int64).max // size:
+            out = np.unique(out, return_inverse=True)[1].astype(np.int64)  # ranks: same order
+        out = out * size + column + 1
     return out
 
 
@@ -305,10 +376,70 @@ def to_json_objects(frame: pd.DataFrame) -> pd.Series:
     """Return one JSON object string per row of ``frame`` (``<NA>`` becomes null)."""
     if frame.empty or not len(frame.columns):
         return pd.Series("{}", index=frame.index, dtype="string")
+    if not frame.columns.is_unique:
+        return pd.Series(_json_lines(frame), index=frame.index, dtype="string")
+    # Values repeat a lot (connectors, solutions, group members): encode each column's
+    # distinct values once, with the same encoder, and splice the pieces into the records.
+    pieces: list[pa.Array | pa.Scalar] = []
+    for position, name in enumerate(frame.columns):
+        fragments = _json_fragments(frame.iloc[:, position], name)
+        if fragments is None:
+            return pd.Series(_json_lines(frame), index=frame.index, dtype="string")
+        pieces.append(_text_scalar(("{" if position == 0 else ",") + f'"{name}":'))
+        pieces.append(fragments)
+    pieces.append(_text_scalar("}"))
+    joined = pc.binary_join_element_wise(*pieces, _text_scalar(""))
+    return pd.Series(pd.arrays.ArrowStringArray(joined), index=frame.index).astype("string")
+
+
+def _json_lines(frame: pd.DataFrame) -> list[str]:
     # JSON escapes line feeds inside strings, so splitting on "\n" is splitting on records.
     text = frame.to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
-    lines = text.rstrip("\n").split("\n")
-    return pd.Series(lines, index=frame.index, dtype="string")
+    return text.rstrip("\n").split("\n")
+
+
+def _json_fragments(column: pd.Series, name: object) -> pa.Array | None:
+    """Return each value's JSON text as ``to_json`` writes it in a record (None: cannot)."""
+    if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+        return None
+    distinct = _distinct_values(column)
+    codes, values = distinct if distinct is not None else (np.arange(len(column)), column)
+    prefix = f'{{"{name}":'
+    lines = _json_lines(values.to_frame(name).reset_index(drop=True))
+    if len(lines) != len(values) or not all(
+        line.startswith(prefix) and line.endswith("}") for line in lines
+    ):
+        return None
+    texts = pa.array([line[len(prefix) : -1] for line in lines], type=pa.large_string())
+    return texts.take(pa.array(codes))
+
+
+def _distinct_values(column: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
+    """Return codes and distinct values of a column, or None where equal is not the same JSON."""
+    if column.dtype == object:
+        values = column.tolist()
+        kinds = set(map(type, values))
+        if kinds == {list}:
+            try:
+                "".join(itertools.chain.from_iterable(values))  # lists of text only
+            except TypeError:
+                return None
+            keys = np.empty(len(values), dtype=object)
+            keys[:] = [tuple(v) for v in values]
+        elif kinds == {str}:
+            keys = np.asarray(values, dtype=object)
+        else:
+            return None
+        codes = pd.factorize(keys)[0]
+    elif column.dtype.kind == "f":
+        return None  # floats are rare in extras: encode each one as it is
+    else:
+        codes = pd.factorize(column, use_na_sentinel=False)[0]
+    return codes, column.iloc[unique_first(codes)[1]]
+
+
+def _text_scalar(value: str) -> pa.Scalar:
+    return pa.scalar(value, type=pa.large_string())
 
 
 def text(series: pd.Series, default: str = "") -> pd.Series:

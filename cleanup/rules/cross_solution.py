@@ -8,9 +8,11 @@ exclude it in ``[exclusions]`` with that reason.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from cleanup.rules.base import (
+    FINDING_FACTS,
     MAX_LISTED,
     Rule,
     RuleContext,
@@ -41,12 +43,12 @@ class CrossSolutionReference(Rule):
         )
         counts = pairs.groupby(KEY)["flow_id"].nunique().rename("affected_flows")
         summary = summary.merge(counts, left_on=KEY, right_index=True)
-        rows = ctx.references.merge(summary, on=KEY)
+        rows = ctx.references[FINDING_FACTS].merge(summary, on=KEY)
         rows = add_solutions(ctx, rows)
         managed = rows["managed_solutions"].map(bool).astype(bool)
         severity = pd.Series("low", index=rows.index).mask(managed, "medium")
-        carried = rows["solutions"].apply(lambda v: ", ".join(v) if v else "no solution")
-        lacking = rows["lacking_solutions"].apply(", ".join)
+        carried = _joined(rows["solutions"], "no solution")
+        lacking = _joined(rows["lacking_solutions"])
         detail = (
             text(rows["affected_flows"])
             + " flow(s) in solution(s) "
@@ -67,22 +69,29 @@ class CrossSolutionReference(Rule):
         return self.findings(rows, detail=detail, suggested_fix=fix, extra=extra, severity=severity)
 
 
+def _joined(lists: pd.Series, empty: str = "") -> pd.Series:
+    """Join each list of names with ", " (``empty`` for an empty list)."""
+    return pd.Series([", ".join(v) if v else empty for v in lists], index=lists.index)
+
+
 def _missing_pairs(ctx: RuleContext) -> pd.DataFrame:
     """(reference, flow, solution) where the unmanaged solution holds the flow, not the ref."""
     mem = ctx.memberships
-    mem = mem.loc[~mem["is_system"]]
     flow_sols = mem.loc[
-        mem["object_type"].eq("flow") & ~mem["is_managed"].fillna(True).astype(bool),
+        ~mem["is_system"]
+        & mem["object_type"].eq("flow")
+        & ~mem["is_managed"].fillna(True).astype(bool),
         ["environment_id", "object_key", "solution_id", "unique_name"],
     ].rename(columns={"object_key": "flow_key"})
-    use = ctx.flow_usage.assign(flow_key=ctx.flow_usage["flow_id"].str.lower())
+    use = ctx.flow_usage[["environment_id", "flow_id", "reference_id", "flow_name"]]
+    use = use.assign(flow_key=use["flow_id"].str.lower())
     use = use.merge(flow_sols, on=["environment_id", "flow_key"])
-    ref_sols = mem.loc[
-        mem["object_type"].eq("reference"), ["environment_id", "object_key", "solution_id"]
-    ]
+    keys = ["environment_id", "object_key", "solution_id"]
+    ref_sols = ctx.reference_memberships[keys]
     use = use.assign(object_key=use["reference_id"].str.lower())
-    found = use.merge(
-        ref_sols, on=["environment_id", "object_key", "solution_id"], how="left", indicator=True
-    )
-    missing = found.loc[found["_merge"].eq("left_only")]
+    # An anti-join on the keys alone (memberships are distinct on them), not a wide merge.
+    carried = use[keys].assign(_row=np.arange(len(use))).merge(ref_sols, on=keys)["_row"]
+    lacking = np.ones(len(use), dtype=bool)
+    lacking[carried.to_numpy()] = False
+    missing = use.loc[lacking]
     return missing.assign(flow_label=missing["flow_name"].fillna(missing["flow_id"]))

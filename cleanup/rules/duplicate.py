@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cleanup.consolidate import BASIS_SAME_CONNECTION, duplicate_groups, propose
-from cleanup.rules.base import Rule, RuleContext, group_lists, quoted, register, text
+from cleanup.consolidate import BASIS_SAME_CONNECTION
+from cleanup.rules.base import (
+    FINDING_FACTS,
+    Rule,
+    RuleContext,
+    group_lists,
+    quoted,
+    register,
+    text,
+)
 from cleanup.rules.naming import connector_display_names
 
 KEY = ["environment_id", "reference_id"]
@@ -24,10 +32,10 @@ class DuplicateReference(Rule):
 
     def evaluate(self, ctx: RuleContext) -> pd.DataFrame:
         """Report every member of every duplicate group, naming the survivor and why."""
-        groups = duplicate_groups(ctx.snapshot)
+        groups = ctx.duplicate_groups
         if groups.empty:
             return self.nothing()
-        survivors = propose(ctx.snapshot, groups, naming=ctx.naming).survivors
+        survivors = ctx.proposals.survivors
         rows = _members(ctx, groups, survivors)
         connector = connector_display_names(rows["connector"], ctx.naming)
         same = rows["basis"].eq(BASIS_SAME_CONNECTION)
@@ -76,7 +84,7 @@ class DuplicateReference(Rule):
 
 
 def _members(ctx: RuleContext, groups: pd.DataFrame, survivors: pd.DataFrame) -> pd.DataFrame:
-    refs = ctx.references.drop(columns=["connector", "connection_id"])
+    refs = ctx.references[[*FINDING_FACTS, "conn_display_name"]]
     rows = groups.merge(refs, on=KEY, how="inner")
     names = group_lists(rows, ["group_id"], "logical_name", name="members")
     rows = rows.merge(names, on="group_id", how="left")

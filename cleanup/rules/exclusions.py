@@ -50,8 +50,11 @@ def apply_exclusions(
         if is_active(exclusion, today):
             hit = _matches(findings, ctx, exclusion) & chosen.eq(-1)
             chosen = chosen.mask(hit, position)
-    kept = findings.loc[chosen.eq(-1)]
-    excluded = findings.loc[chosen.ne(-1)].copy()
+    hit = chosen.ne(-1)
+    if hit.any():
+        kept, excluded = findings.loc[~hit], findings.loc[hit].copy()
+    else:  # nothing excluded: no copy of (possibly) millions of rows
+        kept, excluded = findings, findings.iloc[:0].copy()
     picked = [settings.items[i] for i in chosen.loc[excluded.index]]
     excluded["exclusion"] = [e.describe() for e in picked]
     excluded["exclusion_reason"] = [e.reason for e in picked]

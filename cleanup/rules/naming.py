@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 
+from cleanup.consolidate import unique_first
 from cleanup.rules.base import Rule, RuleContext, register
 from cleanup.rules.settings import NamingSettings
 
@@ -100,12 +103,20 @@ def connector_display_name(api_name: str | None, overrides: Mapping[str, str] | 
     """Return the connector's display name for an API name (the API name when unknown)."""
     if not api_name:
         return "Unknown connector"
-    folded = api_name.lower()
-    for table in (overrides or {}, {k: v[0] for k, v in CONNECTORS.items()}):
-        for key, value in table.items():
-            if key.lower() == folded:
-                return value
-    return api_name
+    return _display_names(_items(overrides)).get(api_name.lower(), api_name)
+
+
+def _items(table: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(table.items()) if table else ()
+
+
+@lru_cache(maxsize=64)
+def _display_names(overrides: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    # Folded API name -> display name; the first match wins, overrides before built-ins.
+    table: dict[str, str] = {}
+    for key, value in (*overrides, *((k, v[0]) for k, v in CONNECTORS.items())):
+        table.setdefault(key.lower(), value)
+    return table
 
 
 def connector_display_names(api_names: pd.Series, settings: NamingSettings) -> pd.Series:
@@ -115,12 +126,17 @@ def connector_display_names(api_names: pd.Series, settings: NamingSettings) -> p
     return api_names.map(names).astype("string").fillna("Unknown connector")
 
 
-def _aliases(api_name: str | None, settings: NamingSettings) -> set[str]:
+def _aliases(api_name: str | None, settings: NamingSettings) -> frozenset[str]:
     if not api_name:
-        return set()
-    names = {connector_display_name(api_name, settings.connector_names).lower()}
+        return frozenset()
+    return _aliases_of(api_name, _items(settings.connector_names))
+
+
+@lru_cache(maxsize=4096)
+def _aliases_of(api_name: str, overrides: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    names = {_display_names(overrides).get(api_name.lower(), api_name).lower()}
     names.update(a.lower() for a in CONNECTORS.get(api_name.lower(), ()))
-    return names
+    return frozenset(names)
 
 
 def check_name(
@@ -132,16 +148,9 @@ def check_name(
     settings: NamingSettings,
 ) -> NameVerdict:
     """Check a display name against the convention and propose a compliant one."""
-    raw = display_name if isinstance(display_name, str) else ""
-    name = " ".join(_CONTROL.sub(" ", raw).split())
-    aliases = _aliases(connector, settings)
-    parts = parse_name(name, settings)
-    suffix = _generated_suffix(name, logical_name or "", aliases)
-    lie = _type_lie(name, parts, identity)
-    problems = _shape_problems(name, raw, logical_name or "", parts, suffix, settings)
-    problems += _part_problems(parts, connector, aliases, identity, settings)
-    if lie:
-        problems.append(lie)
+    name, parts, problems, suffix, lie = _examine(
+        display_name, logical_name, connector, identity, settings
+    )
     proposed = (
         name if not problems else propose_name(parts, name, area, connector, identity, settings)
     )
@@ -154,6 +163,38 @@ def check_name(
     )
 
 
+def name_is_compliant(
+    display_name: str | None,
+    logical_name: str,
+    connector: str | None,
+    identity: str | None,
+    settings: NamingSettings,
+) -> bool:
+    """Say whether ``check_name`` finds the name compliant (without proposing a new one)."""
+    return not _examine(display_name, logical_name, connector, identity, settings)[2]
+
+
+def _examine(
+    display_name: str | None,
+    logical_name: str,
+    connector: str | None,
+    identity: str | None,
+    settings: NamingSettings,
+) -> tuple[str, dict[str, str] | None, list[str], str | None, str | None]:
+    """Return the cleaned name, its parts, its problems, the generated suffix and type lie."""
+    raw = display_name if isinstance(display_name, str) else ""
+    name = " ".join(_CONTROL.sub(" ", raw).split())
+    aliases = _aliases(connector, settings)
+    parts = parse_name(name, settings)
+    suffix = _generated_suffix(name, logical_name or "", aliases)
+    lie = _type_lie(name, parts, identity)
+    problems = _shape_problems(name, raw, logical_name or "", parts, suffix, settings)
+    problems += _part_problems(parts, connector, aliases, identity, settings)
+    if lie:
+        problems.append(lie)
+    return name, parts, problems, suffix, lie
+
+
 def parse_name(name: str, settings: NamingSettings) -> dict[str, str] | None:
     """Split a display name into the convention's parts, or return None if it does not fit."""
     match = _convention_regex(settings.convention, settings.separators).fullmatch(name)
@@ -162,6 +203,7 @@ def parse_name(name: str, settings: NamingSettings) -> dict[str, str] | None:
     return {key: value.strip() for key, value in match.groupdict().items()}
 
 
+@lru_cache(maxsize=64)
 def _convention_regex(convention: str, separators: tuple[str, ...]) -> re.Pattern[str]:
     seps = "|".join(re.escape(s) for s in sorted(separators, key=len, reverse=True))
     pieces, first = [], True
@@ -181,7 +223,7 @@ def _literal(text: str, separators: tuple[str, ...], seps: str) -> str:
     return re.escape(text)
 
 
-def _generated_suffix(name: str, logical_name: str, aliases: set[str]) -> str | None:
+def _generated_suffix(name: str, logical_name: str, aliases: frozenset[str]) -> str | None:
     # The maker portal names a new reference "<connector> <solution>-<5 hex>" and its logical
     # name "<prefix>_shared<api>_<same 5 hex>"; older ones end in 32 hex digits.
     folded = name.lower()
@@ -226,7 +268,7 @@ def _shape_problems(
 def _part_problems(
     parts: dict[str, str] | None,
     connector: str | None,
-    aliases: set[str],
+    aliases: frozenset[str],
     identity: str | None,
     settings: NamingSettings,
 ) -> list[str]:
@@ -341,12 +383,13 @@ class BadName(Rule):
             index=refs.index,
         )
         verdicts = _verdicts(frame, ctx.naming)
-        rows = refs.join(verdicts).loc[~verdicts["compliant"]]
-        if rows.empty:
+        bad = ~verdicts["compliant"].to_numpy(dtype=bool)
+        if not bad.any():
             return self.nothing()
-        rows = rows.assign(area=frame["area"])
+        rows = refs.loc[bad].join(verdicts.loc[bad])
+        rows = rows.assign(area=frame["area"].loc[bad])
         severity = pd.Series("low", index=rows.index).mask(rows["type_lies"].astype(bool), "medium")
-        detail = rows["problems"].apply(" ".join).astype("string")
+        detail = rows["detail"].astype("string")
         fix = _fix(rows)
         extra = rows[["proposed", "problems", "area", "auto_generated", "type_lies"]]
         extra = extra.rename(columns={"proposed": "proposed_name"})
@@ -354,21 +397,32 @@ class BadName(Rule):
 
 
 def _verdicts(frame: pd.DataFrame, settings: NamingSettings) -> pd.DataFrame:
-    # One call per distinct combination: references number in thousands, not millions, and
-    # one implementation is shared with the linter, so it is not re-written in vector form.
+    # One call per distinct combination (names repeat across environments), mapped back to
+    # the rows; one implementation is shared with the linter, so it is not re-written in
+    # vector form.
     cols = ["display_name", "logical_name", "connector", "identity", "area"]
-    plain = frame[cols].astype(object).where(frame[cols].notna(), None)
-    keys = list(plain.itertuples(index=False, name=None))
-    cache = {key: check_name(*key, settings) for key in dict.fromkeys(keys)}
-    out = pd.DataFrame(
+    codes, distinct = _distinct_rows(frame[cols])
+    plain = distinct.astype(object).where(distinct.notna(), None)
+    checked = [check_name(*key, settings) for key in plain.itertuples(index=False, name=None)]
+    table = pd.DataFrame(
         [
             (v.compliant, list(v.problems), v.proposed, v.auto_generated, v.type_lies)
-            for v in (cache[k] for k in keys)
+            for v in checked
         ],
         columns=["compliant", "problems", "proposed", "auto_generated", "type_lies"],
-        index=frame.index,
     )
+    table["detail"] = [" ".join(v.problems) for v in checked]
+    out = table.take(codes)
+    out.index = frame.index
     return out
+
+
+def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Return each row's position among the distinct rows (missing values equal), and those."""
+    if frame.empty:
+        return np.zeros(0, dtype=np.intp), frame.reset_index(drop=True)
+    codes = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    return codes, frame.iloc[unique_first(codes)[1]].reset_index(drop=True)
 
 
 def _fix(rows: pd.DataFrame) -> pd.Series:
@@ -383,13 +437,15 @@ def reference_areas(ctx: RuleContext) -> pd.Series:
     """Return each reference's area (index of ``ctx.references``), as the convention uses it."""
     refs = ctx.references
     lookup = {str(k).lower(): v for k, v in ctx.naming.area_map.items()}
-    mem = ctx.memberships
-    mem = mem.loc[mem["object_type"].eq("reference") & ~mem["is_system"]]
+    mem = ctx.reference_memberships
     keyed = refs[["environment_id", "reference_id", "solution_id"]].assign(
         object_key=refs["reference_id"].str.lower(), position=range(len(refs))
     )
+    wanted = ["unique_name", "friendly_name", "publisher_prefix", "publisher_name"]
     sol = keyed.merge(
-        mem.drop(columns=["object_id"]), on=["environment_id", "object_key"], suffixes=("_ref", "")
+        mem[["environment_id", "object_key", "solution_id", *wanted]],
+        on=["environment_id", "object_key"],
+        suffixes=("_ref", ""),
     )
     # The owning solution first, then the others by unique name: a stable, explainable choice.
     sol = sol.assign(owning=sol["solution_id"].eq(sol["solution_id_ref"]).fillna(False))
@@ -397,11 +453,14 @@ def reference_areas(ctx: RuleContext) -> pd.Series:
     sol = sol.drop_duplicates("position").set_index("position")
     by_solution = sol["unique_name"].str.lower().map(lookup)
     by_solution = by_solution.fillna(sol["publisher_prefix"].str.lower().map(lookup))
-    prefix = refs["logical_name"].str.split("_", n=1).str[0].str.lower()
+    # Logical names repeat across environments: find each distinct one's prefix once.
+    names = refs["logical_name"].dropna().drop_duplicates()
+    prefix = names.str.split("_", n=1).str[0].str.lower()
+    by_prefix = pd.Series(prefix.map(lookup).to_numpy(), index=names.to_numpy())
     area = pd.Series(pd.NA, index=range(len(refs)), dtype="string")
     for candidate in (
         by_solution,
-        pd.Series(prefix.map(lookup).to_numpy()),
+        pd.Series(refs["logical_name"].map(by_prefix).to_numpy()),
         sol["friendly_name"],
         sol["publisher_name"],
     ):

@@ -14,6 +14,7 @@ from cleanup.report.settings_json import (
     deleted_references,
     deployment_settings,
     settings_file_name,
+    settings_text,
     write_deployment_settings,
 )
 from tests.report.conftest import (
@@ -129,3 +130,23 @@ def test_write_stays_inside_the_folder(tmp_path):
     assert by_env[HOSTILE]["file"].startswith("etc-passwd-")
     prod = json.loads((folder / by_env[PROD]["file"]).read_text(encoding="utf-8"))
     assert logical_names(prod) == ["contoso_AbsenceDataverseSP", "contoso_SharePoint"]
+
+
+@pytest.mark.parametrize("name", [n for n in HOSTILE_NAMES if n is not None])
+def test_settings_text_is_what_json_writes(name):
+    # The fast layout of a settings file must match json.dumps(indent=2) byte for byte.
+    snap = make_snapshot()
+    refs = snap.references.copy()
+    refs.loc[refs["reference_id"] == "r2", "logical_name"] = name
+    refs.loc[refs["reference_id"] == "r3", "connection_id"] = f"{name}\u2028\t\"'"
+    snap = type(snap)(**{**snap.tables(), "references": refs}, metadata={})
+    out = deployment_settings(snap, make_proposals(), FakePlan())
+    for settings in out.values():
+        assert settings_text(settings) == json.dumps(settings, indent=2)
+    empty = {"EnvironmentVariables": [], "ConnectionReferences": []}
+    assert settings_text(empty) == json.dumps(empty, indent=2)
+    odd = {
+        "EnvironmentVariables": [],
+        "ConnectionReferences": [dict.fromkeys(["LogicalName", "ConnectionId", "ConnectorId"], 1)],
+    }
+    assert settings_text(odd) == json.dumps(odd, indent=2)
