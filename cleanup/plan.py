@@ -1189,6 +1189,7 @@ class _Context:
         return pre
 
 
+@_gc_paused()
 def build_plan(
     snapshot: Snapshot,
     proposals: Proposals,
@@ -1200,28 +1201,6 @@ def build_plan(
     now: datetime,
 ) -> Plan:
     """Turn proposals and findings into a safe, ordered plan (pure: nothing is read or written)."""
-    with _gc_paused():
-        return _build_plan(
-            snapshot,
-            proposals,
-            findings,
-            settings,
-            run_id=run_id,
-            config_fingerprint=config_fingerprint,
-            now=now,
-        )
-
-
-def _build_plan(
-    snapshot: Snapshot,
-    proposals: Proposals,
-    findings: pd.DataFrame | None,
-    settings: PlanSettings,
-    *,
-    run_id: str,
-    config_fingerprint: str,
-    now: datetime,
-) -> Plan:
     ctx = _Context(snapshot, settings)
     skipped: list[Skipped] = []
     units = _group_units(ctx, proposals, findings, skipped)

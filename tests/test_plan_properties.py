@@ -28,6 +28,7 @@ from test_consolidate import (
 
 from cleanup.consolidate import BASIS_SAME_CONNECTION, propose
 from cleanup.plan import (
+    REFERENCE_HASH_FIELDS,
     DeleteReference,
     FlowPreconditions,
     PlanSettings,
@@ -353,20 +354,7 @@ def test_action_templates_render_canonical_json(
 def test_reference_hash_template_matches_the_plain_hash(values: list[Any]) -> None:
     row = dict(
         zip(
-            sorted(
-                (
-                    "reference_id",
-                    "logical_name",
-                    "display_name",
-                    "connector_id",
-                    "connection_id",
-                    "custom_connector_id",
-                    "description",
-                    "is_managed",
-                    "owner_id",
-                    "modified_on",
-                )
-            ),
+            sorted(REFERENCE_HASH_FIELDS),
             values,
             strict=True,
         )
