@@ -380,16 +380,32 @@ def differing_tables(one: Snapshot, two: Snapshot) -> list[str]:
     return differ
 
 
+TILED_ID_COLUMNS = (
+    "environment_id",
+    "flow_id",
+    "flow_unique_id",
+    "reference_id",
+    "connection_id",
+    "solution_id",
+    "object_id",
+)
+
+
 def tile_snapshot(snapshot: Snapshot, min_usages: int) -> Snapshot:
-    """Copies of every environment (ids suffixed) until the usages table has ``min_usages`` rows."""
+    """Copies of every environment until the usages table has ``min_usages`` rows.
+
+    Each copy gets its own environment, flow, reference, connection and solution ids, as the
+    environments of a real tenant have; names and owners repeat, as they do across dev/test/prod.
+    """
     import pandas as pd
 
     copies = max(1, math.ceil(min_usages / max(1, len(snapshot.usages))))
     tables = {}
     for name, frame in snapshot.tables().items():
         parts = [frame]
+        id_columns = [col for col in TILED_ID_COLUMNS if col in frame]
         for n in range(1, copies):
-            part = frame.assign(environment_id=frame["environment_id"] + f"-copy{n}")
+            part = frame.assign(**{col: frame[col] + f"-copy{n}" for col in id_columns})
             if name == "environments":
                 part = part.assign(display_name=frame["display_name"] + f" (copy {n})")
             parts.append(part)

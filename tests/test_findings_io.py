@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cleanup import schemas
 from cleanup.errors import SnapshotError
@@ -16,6 +18,7 @@ from cleanup.findings_io import (
     EXCLUDED_CSV_FILE,
     FINDINGS_FILE,
     JSON_FILE,
+    json_lines,
     neutralise,
     read_findings,
     write_findings,
@@ -98,3 +101,20 @@ def test_unreadable_findings_are_a_snapshot_error(tmp_path: Path) -> None:
     (tmp_path / FINDINGS_FILE).write_text("not parquet")
     with pytest.raises(SnapshotError, match="Cannot read the findings"):
         read_findings(tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text()), min_size=1, max_size=6))
+def test_json_lines_read_back_as_the_same_cells(texts: list[str | None]) -> None:
+    frame = findings(texts).assign(detail=texts)
+    for line, name in zip(json_lines(frame), texts, strict=True):
+        record = json.loads(line)
+        assert record["display_name"] == name
+        assert record["detail"] == name
+        assert record["extra"]["proposed_name"] == "HR – Dataverse – User"
+
+
+def test_json_lines_keep_an_extra_that_is_not_an_object() -> None:
+    frame = findings(["a", "b", "c"]).assign(extra=pd.array(['"x"', None, "{}"], dtype="string"))
+    extras = [json.loads(line)["extra"] for line in json_lines(frame)]
+    assert extras == [{"value": '"x"'}, {}, {}]
