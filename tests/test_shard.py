@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from cleanup.clients.platform import build_clients
 from cleanup.config import EnvironmentSelection
@@ -194,7 +195,6 @@ def test_nothing_to_merge():
 def test_kubernetes_example_parses_and_wires_the_index():
     text = (REPO / "deploy" / "kubernetes" / "indexed-job.yaml").read_text(encoding="utf-8")
     assert "--shard" in text and "JOB_COMPLETION_INDEX" in text
-    yaml = pytest.importorskip("yaml")
     docs = [d for d in yaml.safe_load_all(text) if d]
     jobs = [d for d in docs if d.get("kind") == "Job"]
     indexed = [j for j in jobs if j["spec"].get("completionMode") == "Indexed"]
