@@ -28,6 +28,7 @@ EXCLUDED_FILE = "findings-excluded.parquet"
 EXCLUDED_CSV_FILE = "findings-excluded.csv"
 FORMULA_START = r"^[=+\-@\t\r]"
 JSON_CHUNK_ROWS = 50_000
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def write_findings(
@@ -71,13 +72,21 @@ def neutralise(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[col]):
-            out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype("string")
+            out[col] = _timestamp_text(out[col])
         elif not (pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object):
             continue
         cells = out[col].astype("string")
         risky = cells.str.contains(FORMULA_START, regex=True).fillna(False)
         out[col] = cells.mask(risky, "'" + cells)
     return out
+
+
+def _timestamp_text(column: pd.Series) -> pd.Series:
+    """ISO 8601 text of a timestamp column (UTC), formatting each distinct time once."""
+    # A run stamps thousands of findings with the same first_seen: strftime is slow per row.
+    codes, uniques = pd.factorize(column)
+    texts = pd.Series(uniques).dt.strftime(TIMESTAMP_FORMAT).astype("string")
+    return pd.Series(texts.array.take(codes, allow_fill=True), index=column.index)
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
@@ -105,9 +114,8 @@ def _write_records(out: TextIO, frame: pd.DataFrame) -> None:
     # Chunks keep memory flat: a million findings are never held as text all at once.
     separator = "\n  "
     for start in range(0, len(frame), JSON_CHUNK_ROWS):
-        for line in json_lines(frame.iloc[start : start + JSON_CHUNK_ROWS]):
-            out.write(separator + line)
-            separator = ",\n  "
+        out.write(separator + ",\n  ".join(json_lines(frame.iloc[start : start + JSON_CHUNK_ROWS])))
+        separator = ",\n  "
     if len(frame):
         out.write("\n ")
 
@@ -124,7 +132,7 @@ def json_lines(frame: pd.DataFrame) -> list[str]:
 
 def _encoded_column(column: pd.Series, *, raw_json: bool) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(column):
-        column = column.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        column = _timestamp_text(column)
     codes, uniques = pd.factorize(column)
     encode = _object_text if raw_json else _json_value
     texts = [encode(value) for value in uniques.tolist()]

@@ -31,7 +31,6 @@ from cleanup.plan import (
     Plan,
     RewireFlowKey,
     build_plan,
-    describe,
     load_plan,
     save_plan,
 )
@@ -251,7 +250,6 @@ def render_run_report(
         tool_version=__version__,
         proposals=analysis.proposals,
         plan=analysis.plan,
-        plan_lines=describe(analysis.plan),
         history=history,
     )
     return write_report(report, folder)

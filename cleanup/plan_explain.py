@@ -7,7 +7,7 @@ never decides anything itself.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from cleanup.plan import (
     Action,
@@ -26,29 +26,46 @@ _STATE_NOTE = {
 
 def describe(plan: Plan) -> list[str]:
     """Explain a plan in plain words, one line per action, skipped item and summary count."""
-    skipped_in: dict[str, list[Skipped]] = defaultdict(list)
-    for item in plan.skipped:
-        skipped_in[item.environment_id].append(item)
-    lines = [
+    return list(iter_describe(plan))
+
+
+def iter_describe(plan: Plan) -> Iterator[str]:
+    """The lines of ``describe``, one at a time (a report shows only the first ones)."""
+    skipped_in = _skipped_by_environment(plan)
+    yield (
         f"Plan {plan.run_id}, created {plan.created_at:%Y-%m-%d %H:%M} UTC by connref-cleanup "
         f"{plan.tool_version} (config {plan.config_fingerprint}), "
         f"{_count(len(plan.environment_ids), 'environment')} analysed."
-    ]
+    )
     for env in _environments(plan, skipped_in):
         actions = plan.actions_for(env)
         skipped = skipped_in.get(env, [])
-        lines.append(f"Environment {env}: {_summary(actions)}; {len(skipped)} skipped.")
-        lines.extend("  " + action_line(a) for a in actions)
-        lines.extend("  " + skipped_line(s) for s in skipped)
+        yield f"Environment {env}: {_summary(actions)}; {len(skipped)} skipped."
+        yield from ("  " + action_line(a) for a in actions)
+        yield from ("  " + skipped_line(s) for s in skipped)
     if plan.actions:
         active = len({a.environment_id for a in plan.actions})
-        lines.append(
+        yield (
             f"Total: {_summary(plan.actions)} in {_count(active, 'environment')}; "
             f"{len(plan.skipped)} skipped."
         )
     else:
-        lines.append(f"Nothing to do; {len(plan.skipped)} skipped.")
-    return lines
+        yield f"Nothing to do; {len(plan.skipped)} skipped."
+
+
+def line_count(plan: Plan) -> int:
+    """How many lines ``describe`` gives, without writing them."""
+    environments = _environments(plan, _skipped_by_environment(plan))
+    # The first and the last line, and a heading per environment; every action and skipped
+    # item has its own line, and each lies in one of those environments.
+    return 2 + len(environments) + len(plan.actions) + len(plan.skipped)
+
+
+def _skipped_by_environment(plan: Plan) -> dict[str, list[Skipped]]:
+    skipped_in: dict[str, list[Skipped]] = defaultdict(list)
+    for item in plan.skipped:
+        skipped_in[item.environment_id].append(item)
+    return skipped_in
 
 
 def action_line(action: Action) -> str:

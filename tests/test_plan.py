@@ -41,6 +41,7 @@ from cleanup.plan import (
     reference_content_sha256,
     save_plan,
 )
+from cleanup.plan_explain import line_count
 from cleanup.snapshot.model import Snapshot
 
 NOW = datetime(2026, 10, 20, 2, 0, tzinfo=UTC)
@@ -827,3 +828,10 @@ def test_describe_unused_delete_and_empty_plan() -> None:
     )
     empty = plan_for(make_snapshot())
     assert describe(empty)[-1] == "Nothing to do; 0 skipped."
+
+
+def test_line_count_is_the_number_of_lines_describe_gives(saved: tuple[Plan, Path]) -> None:
+    plans = [saved[0], plan_for(make_snapshot()), plan_for(duplicate_snapshot())]
+    plans.append(plan_for(make_snapshot(references=[ref("u")]), [unused("u")]))
+    for plan in plans:
+        assert line_count(plan) == len(describe(plan))

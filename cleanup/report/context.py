@@ -313,28 +313,34 @@ def rule_descriptions(given: Mapping[str, str] | None) -> dict[str, str]:
 
 def plan_section(inp: ReportInput) -> dict[str, Any]:
     """Return the plan in words (its first PLAN_LINES_SHOWN lines), or say that there is none."""
-    lines = inp.plan_lines if inp.plan_lines is not None else _describe(inp.plan)
-    lines = lines or []
+    if inp.plan_lines is not None:
+        lines = [str(line) for line in inp.plan_lines]
+        shown, total = lines[:PLAN_LINES_SHOWN], len(lines)
+    else:
+        shown, total = _describe_head(inp.plan, PLAN_LINES_SHOWN)
     actions = part(inp.plan, "actions")
     skipped = part(inp.plan, "skipped")
     return {
         "available": inp.plan is not None or inp.plan_lines is not None,
-        "lines": [str(line) for line in islice(lines, PLAN_LINES_SHOWN)],
-        "lines_total": len(lines),
-        "lines_hidden": max(0, len(lines) - PLAN_LINES_SHOWN),
+        "lines": shown,
+        "lines_total": total,
+        "lines_hidden": max(0, total - PLAN_LINES_SHOWN),
         "actions": None if actions is None else len(actions),
         "skipped": None if skipped is None else len(skipped),
     }
 
 
-def _describe(plan: Any) -> list[str] | None:
+def _describe_head(plan: Any, limit: int) -> tuple[list[str], int]:
+    """The first ``limit`` lines of the plan in words and how many there are in all."""
     if plan is None:
-        return None
+        return [], 0
     try:
-        describe = importlib.import_module("cleanup.plan").describe
-    except (ImportError, AttributeError):
-        return None
-    return list(describe(plan))
+        explain = importlib.import_module("cleanup.plan_explain")
+    except ImportError:
+        return [], 0
+    # A plan of a large tenant has a line per action: write only the lines the report shows.
+    head = [str(line) for line in islice(explain.iter_describe(plan), limit)]
+    return head, explain.line_count(plan)
 
 
 def changes(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from cleanup import consolidate
 from cleanup import plan as plan_module
 from cleanup.report import build_context, deployment_settings, render_report
+from cleanup.report import context as report_context
 from cleanup.rules import run_rules
 from tests.report.conftest import make_input, make_snapshot
 from tests.report.test_report_render import SECTIONS, parse, section
@@ -49,6 +50,17 @@ def test_report_of_the_real_stages():
     plan_html = section(html, "plan")
     assert "No plan was made" not in plan_html
     assert plan_module.describe(plan)[0].split(",")[0].replace("'", "&#39;") in plan_html
+
+
+def test_a_report_writes_only_the_plan_lines_it_shows(monkeypatch):
+    snapshot, findings, proposals, plan = real_run()
+    monkeypatch.setattr(report_context, "PLAN_LINES_SHOWN", 2)
+    inp = make_input(snapshot=snapshot, findings=findings, proposals=proposals, plan=plan)
+    shown = report_context.plan_section(dataclasses.replace(inp, plan_lines=None))
+    lines = plan_module.describe(plan)
+    assert len(lines) > 2
+    assert shown["lines"] == lines[:2]
+    assert (shown["lines_total"], shown["lines_hidden"]) == (len(lines), len(lines) - 2)
 
 
 def test_settings_follow_the_real_plan():
