@@ -10,6 +10,8 @@ from __future__ import annotations
 import codecs
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,6 +31,10 @@ EXCLUDED_CSV_FILE = "findings-excluded.csv"
 FORMULA_START = r"^[=+\-@\t\r]"
 JSON_CHUNK_ROWS = 50_000
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+COLUMNAR_FILES = (  # Parquet file, CSV file and their keys in write_findings' answer
+    (FINDINGS_FILE, CSV_FILE, "parquet", "csv"),
+    (EXCLUDED_FILE, EXCLUDED_CSV_FILE, "excluded", "excluded_csv"),
+)
 
 
 def write_findings(
@@ -38,19 +44,32 @@ def write_findings(
     folder = Path(run_folder)
     folder.mkdir(parents=True, exist_ok=True)
     findings = schemas.conform(findings, schemas.FINDINGS, name="findings")
-    paths = {
-        "parquet": _atomic(folder / FINDINGS_FILE, lambda p: findings.to_parquet(p, index=False)),
-        "csv": _atomic(folder / CSV_FILE, lambda p: write_csv(findings, p)),
-    }
-    if excluded is not None:
-        paths["excluded"] = _atomic(
-            folder / EXCLUDED_FILE, lambda p: excluded.to_parquet(p, index=False)
-        )
-        paths["excluded_csv"] = _atomic(
-            folder / EXCLUDED_CSV_FILE, lambda p: write_csv(excluded, p)
-        )
-    paths["json"] = _atomic(folder / JSON_FILE, lambda p: write_json(findings, excluded, p))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Arrow writes Parquet and CSV without holding the GIL: beside the JSON, not after it.
+        columnar = pool.submit(_write_columnar, folder, (findings, excluded))
+        json_path = _atomic(folder / JSON_FILE, lambda p: write_json(findings, excluded, p))
+        paths = columnar.result()
+    paths["json"] = json_path
     return paths
+
+
+def _write_columnar(
+    folder: Path, frames: tuple[pd.DataFrame, pd.DataFrame | None]
+) -> dict[str, Path]:
+    """Write findings and excluded as Parquet and as spreadsheet-safe CSV; return the paths."""
+    paths = {}
+    for (parquet_file, csv_file, parquet_key, csv_key), frame in zip(
+        COLUMNAR_FILES, frames, strict=True
+    ):
+        if frame is None:
+            continue
+        paths[parquet_key] = _atomic(folder / parquet_file, partial(_write_parquet, frame))
+        paths[csv_key] = _atomic(folder / csv_file, partial(write_csv, frame))
+    return paths
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_parquet(path, index=False)
 
 
 def read_findings(run_folder: str | Path) -> pd.DataFrame:
