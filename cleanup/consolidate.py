@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cleanup.snapshot.model import Snapshot
 
@@ -127,8 +129,10 @@ def duplicate_groups(snapshot: Snapshot) -> pd.DataFrame:
     if not parts:
         return _empty(GROUP_COLUMNS)
     out = pd.concat(parts, ignore_index=True)
-    out = out.sort_values(["environment_id", "group_id", "reference_id"], ignore_index=True)
-    return out[list(GROUP_COLUMNS)].astype("string")
+    out = out[list(GROUP_COLUMNS)].astype("string")
+    return out.take(_sort_order(out, ["environment_id", "group_id", "reference_id"])).reset_index(
+        drop=True
+    )
 
 
 def group_id_for(environment_id: str, member_ids: Any) -> str:
@@ -173,10 +177,17 @@ def _with_group_ids(members: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _unbound_same_solution(refs: pd.DataFrame, snapshot: Snapshot) -> pd.DataFrame:
     unbound = refs[refs["_connection_key"].isna()]
-    memberships = _memberships(snapshot, "reference")
-    candidates = unbound.assign(object_key=unbound["reference_id"].str.lower()).merge(
-        memberships, on=["environment_id", "object_key"]
+    # Join the references to their solutions on integer codes (ids compared lower-cased).
+    sols = _solution_codes(snapshot)
+    ref, refs_lower = _lower_codes(unbound["reference_id"])
+    sol, sol_ref = _component_matches(snapshot, sols, "reference", refs_lower)
+    at_ref, at_sol = _int_join(
+        _combine_codes(
+            _codes_in(unbound["environment_id"], sols.environments), ref, len(refs_lower)
+        ),
+        _combine_codes(sols.pair_env[sol], sol_ref, len(refs_lower)),
     )
+    candidates = unbound.iloc[at_ref].assign(solution_id=sols.solution_id.take(sol[at_sol]))
     candidates = candidates.drop_duplicates(["environment_id", "reference_id", "solution_id"])
     keys = ["environment_id", "_connector_key", "solution_id"]
     sizes = candidates.groupby(keys, sort=False)["reference_id"].transform("size")
@@ -223,41 +234,6 @@ def _claim_members(candidates: pd.DataFrame, keys: list[str]) -> list[tuple[str,
 def _default_solution_mask(frame: pd.DataFrame) -> pd.Series:
     is_default_id = frame["solution_id"].str.lower().str.strip() == DEFAULT_SOLUTION_ID
     return is_default_id.fillna(False).astype(bool)
-
-
-def _memberships(snapshot: Snapshot, object_type: str) -> pd.DataFrame:
-    """Solution membership of one object type, without the default solutions.
-
-    Returns ``environment_id, solution_id, object_key`` where ``object_key`` is the object id
-    lower-cased: ids are GUIDs, and their case differs between APIs; and ``_solution``, a
-    number per (environment, solution).
-    """
-    keys = ["environment_id", "solution_id"]
-    comps = snapshot.solution_components
-    comps = comps.loc[comps["object_type"] == object_type, [*keys, "object_id"]].dropna()
-    # Decide per distinct (environment, solution), then keep the rows of the others.
-    pair = comps.groupby(keys, sort=False).ngroup().to_numpy()
-    pairs = comps.iloc[unique_first(pair)[1]][keys].reset_index(drop=True)
-    solutions = snapshot.solutions
-    names = solutions["unique_name"].str.strip().str.lower()
-    default_named = names.isin(DEFAULT_SOLUTION_NAMES).fillna(False).astype(bool)
-    defaults = solutions.loc[default_named, keys].drop_duplicates().assign(_default=True)
-    named = pairs.merge(defaults, on=keys, how="left")["_default"].notna().to_numpy()
-    dropped = _default_solution_mask(pairs).to_numpy() | named
-    kept = np.flatnonzero(~dropped[pair])
-    object_key = comps["object_id"].take(kept).str.lower()
-    # One row per (environment, solution, object), the first, decided on integer codes.
-    member = pair[kept].astype(np.int64) * len(object_key) + pd.factorize(object_key)[0]
-    first = ~pd.Series(member).duplicated().to_numpy()
-    rows = kept[first]
-    return pd.DataFrame(
-        {
-            "environment_id": comps["environment_id"].array.take(rows),
-            "solution_id": comps["solution_id"].array.take(rows),
-            "object_key": object_key.array[first],
-            "_solution": pair[rows],  # numbers the (environment, solution) pairs
-        }
-    )
 
 
 def _solution_names(snapshot: Snapshot) -> pd.DataFrame:
@@ -429,36 +405,82 @@ def _group_usages(snapshot: Snapshot, members: pd.DataFrame) -> pd.DataFrame:
     A flow key matching several members goes to the first by group id, then reference id.
     """
     uses = snapshot.usages[["environment_id", "flow_id", "key", "logical_name"]]
-    uses = uses.dropna(subset=["logical_name", "flow_id", "key"])
-    uses = uses.assign(_ln_key=uses["logical_name"].str.lower())
     keyed = members[["group_id", "environment_id", "reference_id", "_ln_key"]]
     keyed = keyed[keyed["_ln_key"] != ""]
     # Members in (group id, reference id) order, so a member's position is its rank.
     keyed = keyed.sort_values(["group_id", "reference_id"], ignore_index=True)
-    matched = uses.merge(
-        keyed[["environment_id", "_ln_key"]].assign(_member=np.arange(len(keyed))),
-        on=["environment_id", "_ln_key"],
+    # (environment, lower-cased logical name) as one integer on both sides: no string merge.
+    use_env, member_env = _shared_codes(uses["environment_id"], keyed["environment_id"])
+    use_name, member_name = _shared_codes(uses["logical_name"], keyed["_ln_key"], lower=True)
+    names = int(max(use_name.max(initial=0), member_name.max(initial=0))) + 1
+    member = _first_match(
+        _combine_codes(use_env, use_name, names), _combine_codes(member_env, member_name, names)
     )
-    member = matched.pop("_member").to_numpy()
-    flow_key = matched.groupby(
-        ["environment_id", "flow_id", "key"], sort=False, dropna=False
-    ).ngroup()
-    flow_key = flow_key.to_numpy()
-    if flow_key.size and flow_key.max() + 1 < len(flow_key):
-        # Keep, per flow key, the row of the first member (the first row among equals).
-        order = np.argsort(member, kind="stable")
-        keep = order[unique_first(flow_key[order])[1]]
-        keep.sort()
-        matched = matched.take(keep)
-        member = member[keep]
-    matched = matched.reset_index(drop=True)
-    matched["group_id"] = keyed["group_id"].array.take(member)
-    matched["reference_id"] = keyed["reference_id"].array.take(member)
+    # Usages without a flow id or key are left out (no logical name: matched nothing).
+    member[uses["flow_id"].isna().to_numpy() | uses["key"].isna().to_numpy()] = -1
+    flow = pd.factorize(uses["flow_id"])[0]
+    flow_key = _combine_codes(_combine_codes(use_env, flow), pd.factorize(uses["key"])[0])
+    # Per flow key, the row of the first member (the first row among equals), in row order.
+    matched = np.flatnonzero(member >= 0)
+    matched = matched[np.argsort(member[matched], kind="stable")]
+    keep = np.sort(matched[unique_first(flow_key[matched])[1]])
+    member = member[keep]
+    out = uses.take(keep).reset_index(drop=True)
+    out["group_id"] = keyed["group_id"].array.take(member)
+    out["reference_id"] = keyed["reference_id"].array.take(member)
     # Integer ids of the member, the group and the flow, for counting without strings.
-    matched["_member"] = _codes(keyed[["group_id", "reference_id"]])[member]
-    matched["_group"] = _codes(keyed[["group_id"]])[member]
-    matched["_flow"] = pd.factorize(matched["flow_id"])[0]
-    return matched
+    out["_member"] = _codes(keyed[["group_id", "reference_id"]])[member]
+    out["_group"] = _codes(keyed[["group_id"]])[member]
+    out["_flow"] = flow[keep]
+    return out
+
+
+def _shared_codes(*columns: pd.Series, lower: bool = False) -> list[np.ndarray]:
+    """Number the values of several columns in one shared numbering (missing values: -1).
+
+    Each column is factorized on its own (cheap for the few distinct values of ids like
+    environments), then only the distinct values are matched, by arrow; ``lower`` compares
+    them case-insensitively.
+    """
+    parts = [pd.factorize(column) for column in columns]
+    values = pa.chunked_array(
+        [_arrow(pd.Series(uniques, dtype="string")) for _, uniques in parts],
+        type=pa.large_string(),
+    )
+    if lower:
+        values = pc.utf8_lower(values)
+    shared = values.combine_chunks().dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    bounds = np.cumsum([0, *(len(uniques) for _, uniques in parts)])
+    # A trailing -1 maps the missing-value code (-1) to -1.
+    return [
+        np.append(shared[start:end], -1)[codes]
+        for (codes, _), start, end in zip(parts, bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def _combine_codes(first: np.ndarray, second: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Return one integer per (first, second) pair of codes (-1 when either is -1).
+
+    ``size`` bounds ``second`` (pass the same one to compare pairs from several sources).
+    """
+    first, second = first.astype(np.int64), second.astype(np.int64)
+    if size is None:
+        if (int(first.max(initial=0)) + 1) * (int(second.max(initial=0)) + 1) >= 2**62:
+            # Renumber densely so the product fits (keeping -1 as -1).
+            first = np.where(first < 0, -1, pd.factorize(first)[0])
+            second = np.where(second < 0, -1, pd.factorize(second)[0])
+        size = int(second.max(initial=0)) + 1
+    return np.where((first < 0) | (second < 0), -1, first * size + second)
+
+
+def _first_match(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Return, per ``left`` code, the first position of an equal ``right`` code (-1: none)."""
+    values, firsts = unique_first(right)
+    if not len(values):
+        return np.full(len(left), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(values, left), len(values) - 1)
+    found = (values[at] == left) & (left >= 0)
+    return np.where(found, firsts[at], -1)
 
 
 def _add_usage_counts(members: pd.DataFrame, uses: pd.DataFrame) -> pd.DataFrame:
@@ -488,53 +510,152 @@ def _add_solution_fit(
     snapshot: Snapshot, members: pd.DataFrame, uses: pd.DataFrame
 ) -> pd.DataFrame:
     """Add, per member, its solution holding the most flows that use the group, and how many."""
-    flow_sols = _memberships(snapshot, "flow")
-    env = pd.factorize(uses["environment_id"])[0].astype(np.int64) + 1
-    group = uses["_group"].to_numpy().astype(np.int64) * (env.max(initial=0) + 1) + env
-    flow = uses["_flow"].to_numpy().astype(np.int64)
+    sols = _solution_codes(snapshot)
+    use_group, member_group = _shared_codes(uses["group_id"], members["group_id"])
+    size = int(max(use_group.max(initial=0), member_group.max(initial=0))) + 1
+    use_env = _codes_in(uses["environment_id"], sols.environments)
+    group = _combine_codes(use_env, use_group, size)  # -1: no solution in its environment
     # The distinct (group, environment, flow) rows, as drop_duplicates would keep them.
-    first = ~pd.Series(group * (flow.max(initial=-1) + 1) + flow).duplicated().to_numpy()
-    group_flows = uses.loc[first, ["group_id", "environment_id", "flow_id"]]
-    group = pd.factorize(group[first])[0]
-    flow_keys = pd.DataFrame(
+    rows = np.flatnonzero(group >= 0)
+    flow_code = uses["_flow"].to_numpy()[rows]
+    rows = rows[~pd.Series(_combine_codes(group[rows], flow_code)).duplicated().to_numpy()]
+    flow, flows = _lower_codes(uses["flow_id"].iloc[rows])
+    sol, sol_flow = _component_matches(snapshot, sols, "flow", flows)
+    # Each (group flow, solution membership) pair of one environment and flow is another flow
+    # of the group in that solution, so counting the pairs counts the flows.
+    at_flow, at_sol = _int_join(
+        _combine_codes(use_env[rows], flow, len(flows)),
+        _combine_codes(sols.pair_env[sol], sol_flow, len(flows)),
+    )
+    pairs = len(sols.label)
+    group_sol, flow_counts = np.unique(
+        _combine_codes(group[rows][at_flow], sol[at_sol], pairs), return_counts=True
+    )
+    # The member's own solutions, each with the number of the group's flows in it.
+    member_env = _codes_in(members["environment_id"], sols.environments)
+    ref, refs = _lower_codes(members["reference_id"])
+    ref_sol, ref_key = _component_matches(snapshot, sols, "reference", refs)
+    member, at_ref = _int_join(
+        _combine_codes(member_env, ref, len(refs)),
+        _combine_codes(sols.pair_env[ref_sol], ref_key, len(refs)),
+    )
+    candidate = ref_sol[at_ref]
+    member_group_sol = _combine_codes(
+        _combine_codes(member_env, member_group, size)[member], candidate, pairs
+    )
+    found = _first_match(member_group_sol, group_sol)
+    member, candidate, count = member[found >= 0], candidate[found >= 0], found[found >= 0]
+    count = flow_counts[count]
+    # Most flows first, then by solution name and id; the first per member wins.
+    order = np.lexsort([sols.rank[candidate], -count, member])
+    best = order[np.flatnonzero(np.diff(member[order], prepend=-1))]
+    solution_flows = np.zeros(len(members), dtype=np.int64)
+    solution_flows[member[best]] = count[best]
+    label = np.full(len(members), None, dtype=object)
+    label[member[best]] = sols.label[candidate[best]]
+    return members.assign(
+        _solution_flows=solution_flows, _solution_label=pd.array(label, dtype="string")
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _Solutions:
+    """The solution components numbered by (environment, solution), default solutions left out.
+
+    ``pair`` gives each component row its solution number (-1: dropped); per solution number,
+    ``pair_env`` is its environment's position in ``environments``, ``rank`` its place in the
+    order of names then ids, ``label`` the text that names it and ``solution_id`` its id.
+    """
+
+    environments: pd.Index
+    pair: np.ndarray
+    pair_env: np.ndarray
+    rank: np.ndarray
+    label: np.ndarray
+    solution_id: pd.api.extensions.ExtensionArray
+
+
+def _solution_codes(snapshot: Snapshot) -> _Solutions:
+    keys = ["environment_id", "solution_id"]
+    comps = snapshot.solution_components
+    env, environments = pd.factorize(comps["environment_id"])
+    solution, solutions = pd.factorize(comps["solution_id"])
+    kept = (env >= 0) & (solution >= 0) & comps["object_id"].notna().to_numpy()
+    pair = np.full(len(comps), -1, dtype=np.int64)
+    pair[kept], combos = pd.factorize(_combine_codes(env[kept], solution[kept], len(solutions)))
+    pairs = pd.DataFrame(
         {
-            "environment_id": group_flows["environment_id"],
-            "object_key": group_flows["flow_id"].str.lower(),
+            "environment_id": environments.take(combos // max(len(solutions), 1)),
+            "solution_id": solutions.take(combos % max(len(solutions), 1)),
         }
+    ).astype("string")
+    # Leave out the default solutions, decided once per (environment, solution).
+    names = snapshot.solutions["unique_name"].str.strip().str.lower()
+    default_named = names.isin(DEFAULT_SOLUTION_NAMES).fillna(False).astype(bool)
+    defaults = snapshot.solutions.loc[default_named, keys].drop_duplicates().assign(_default=1)
+    named = pairs.merge(defaults, on=keys, how="left")["_default"].notna().to_numpy()
+    dropped = np.append(_default_solution_mask(pairs).to_numpy() | named, True)
+    pair[dropped[pair]] = -1
+    facts = pairs.merge(_solution_names(snapshot), on=keys, how="left")
+    rank = np.empty(len(pairs), dtype=np.int64)
+    rank[
+        np.lexsort([sort_codes(facts["solution_id"]), sort_codes(facts["_solution_name_key"])])
+    ] = np.arange(len(pairs))
+    label = facts["_solution_label"].fillna(facts["solution_id"]).to_numpy(dtype=object)
+    return _Solutions(
+        environments=pd.Index(environments),
+        pair=pair,
+        pair_env=(combos // max(len(solutions), 1)).astype(np.int64),
+        rank=rank,
+        label=label,
+        solution_id=pairs["solution_id"].array,
     )
-    at_flow, at_sol = _join_positions(flow_keys, flow_sols, ["environment_id", "object_key"])
-    # Distinct (group, flow) rows joined to distinct (solution, flow) memberships: each joined
-    # row is another flow of the group in that solution, so counting rows counts the flows.
-    solution = flow_sols["_solution"].to_numpy()
-    pair = group[at_flow].astype(np.int64) * (solution.max(initial=0) + 1) + solution[at_sol]
-    counts = pd.Series(pair).value_counts(sort=False)
-    pairs = counts.index.to_numpy()
-    first_group = _first_row_of(group)[pairs // (solution.max(initial=0) + 1)]
-    first_sol = _first_row_of(solution)[pairs % (solution.max(initial=0) + 1)]
-    per_solution = pd.DataFrame(
-        {
-            "group_id": group_flows["group_id"].array.take(first_group),
-            "environment_id": group_flows["environment_id"].array.take(first_group),
-            "solution_id": flow_sols["solution_id"].array.take(first_sol),
-            "_solution_flows": counts.to_numpy(dtype=np.int64),
-        }
+
+
+def _component_matches(
+    snapshot: Snapshot, sols: _Solutions, object_type: str, keys: pa.Array
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct (solution number, position in ``keys``) of one object type.
+
+    ``keys`` holds lower-cased object ids: ids are GUIDs whose case differs between APIs.
+    """
+    comps = snapshot.solution_components
+    wanted = (comps["object_type"] == object_type).fillna(False).to_numpy(dtype=bool)
+    wanted &= sols.pair >= 0
+    objects = pc.utf8_lower(_arrow(comps["object_id"]).filter(pa.array(wanted)))
+    at = pc.index_in(objects, value_set=keys).fill_null(-1).to_numpy().astype(np.int64)
+    sol = sols.pair[wanted]
+    sol, at = sol[at >= 0], at[at >= 0]
+    first = ~pd.Series(_combine_codes(sol, at, len(keys))).duplicated().to_numpy()
+    return sol[first], at[first]
+
+
+def _arrow(column: pd.Series) -> pa.Array:
+    """The column as one arrow string array."""
+    array = pa.array(column, from_pandas=True)
+    return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
+
+
+def _lower_codes(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """Number the lower-cased values of a column: the codes (missing: -1) and the values."""
+    encoded = pc.utf8_lower(_arrow(column)).dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary
+
+
+def _codes_in(column: pd.Series, index: pd.Index) -> np.ndarray:
+    """Return each value's position in ``index`` (-1: missing or not there)."""
+    codes, uniques = pd.factorize(column)
+    return np.append(index.get_indexer(uniques), -1)[codes]
+
+
+def _int_join(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the positions an inner join of two integer key arrays pairs (-1 joins nothing)."""
+    at_left, at_right = np.flatnonzero(left >= 0), np.flatnonzero(right >= 0)
+    pairs = pd.DataFrame({"_key": left[at_left], "_left": at_left}).merge(
+        pd.DataFrame({"_key": right[at_right], "_right": at_right}), on="_key"
     )
-    ref_sols = _memberships(snapshot, "reference")
-    fit = members[["group_id", "environment_id", "reference_id"]]
-    fit = fit.assign(object_key=fit["reference_id"].str.lower()).merge(
-        ref_sols, on=["environment_id", "object_key"]
-    )
-    fit = fit.merge(per_solution, on=["group_id", "environment_id", "solution_id"])
-    fit = fit.merge(_solution_names(snapshot), on=["environment_id", "solution_id"], how="left")
-    fit["_solution_label"] = fit["_solution_label"].fillna(fit["solution_id"])
-    fit = fit.sort_values(
-        ["_solution_flows", "_solution_name_key", "solution_id"],
-        ascending=[False, True, True],
-        na_position="last",
-    ).drop_duplicates(["group_id", "reference_id"])
-    fit = fit[["group_id", "reference_id", "_solution_flows", "_solution_label"]]
-    members = members.merge(fit, on=["group_id", "reference_id"], how="left")
-    return members.assign(_solution_flows=members["_solution_flows"].fillna(0).astype(int))
+    return pairs["_left"].to_numpy(), pairs["_right"].to_numpy()
 
 
 def unique_first(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -548,28 +669,9 @@ def unique_first(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return firsts.to_numpy()[order], firsts.index.to_numpy()[order]
 
 
-def _first_row_of(codes: np.ndarray) -> np.ndarray:
-    """Return, indexed by code, the position of the code's first row (-1: no such row)."""
-    values, firsts = unique_first(codes)
-    out = np.full(int(codes.max(initial=-1)) + 1, -1, dtype=np.int64)
-    out[values] = firsts
-    return out
-
-
 def _codes(frame: pd.DataFrame) -> np.ndarray:
     """Number the distinct rows of ``frame`` (missing values equal), in order of appearance."""
     return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
-
-
-def _join_positions(
-    left: pd.DataFrame, right: pd.DataFrame, on: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the row positions an inner ``left.merge(right, on=on)`` pairs, in its order."""
-    code = _codes(pd.concat([left[on], right[on]], ignore_index=True))
-    pairs = pd.DataFrame({"_key": code[: len(left)], "_left": np.arange(len(left))}).merge(
-        pd.DataFrame({"_key": code[len(left) :], "_right": np.arange(len(right))}), on="_key"
-    )
-    return pairs["_left"].to_numpy(), pairs["_right"].to_numpy()
 
 
 def _rank(members: pd.DataFrame) -> pd.DataFrame:
@@ -682,20 +784,16 @@ def _moves(
         lambda ln: BLOCK_UNBOUND_SURVIVOR.format(survivor=ln)
     )
     # Join and filter on positions, then gather only the columns the moves keep.
-    pairs = (
-        uses[["group_id"]]
-        .assign(_use=np.arange(len(uses)))
-        .merge(target[["group_id"]].assign(_target=np.arange(len(target))), on="group_id")
-    )
-    use_at, target_at = pairs["_use"].to_numpy(), pairs["_target"].to_numpy()
-    moving = (
-        (uses["reference_id"].array.take(use_at) != target["survivor_id"].array.take(target_at))
-        .fillna(False)
-        .to_numpy(dtype=bool)
-    )
+    use_at, target_at = _int_join(*_shared_codes(uses["group_id"], target["group_id"]))
+    use_ref, survivor = _shared_codes(uses["reference_id"], target["survivor_id"])
+    use_ref, survivor = use_ref[use_at], survivor[target_at]
+    moving = (use_ref != survivor) & (use_ref >= 0) & (survivor >= 0)
     use_at, target_at = use_at[moving], target_at[moving]
     if not len(use_at):
         return _empty(MOVE_COLUMNS)
+    rank = _sort_rank(uses, ["environment_id", "group_id", "flow_id", "key"])
+    order = np.argsort(rank[use_at], kind="stable")
+    use_at, target_at = use_at[order], target_at[order]
     env = uses["environment_id"].array.take(use_at)
     flow_id = uses["flow_id"].array.take(use_at)
     managed = _flow_managed(snapshot, pd.DataFrame({"environment_id": env, "flow_id": flow_id}))
@@ -704,35 +802,60 @@ def _moves(
     why = why.mask(managed.fillna(False).to_numpy(dtype=bool), BLOCK_MANAGED_FLOW)
     unbound = ~target["_survivor_bound"].to_numpy(dtype=bool)[target_at]
     why = why.mask(unbound, pd.Series(target["_unbound_text"].array.take(target_at)))
-    group_id = uses["group_id"].array.take(use_at)
-    key = uses["key"].array.take(use_at)
-    order = np.lexsort([sort_codes(c) for c in (key, flow_id, group_id, env)])
-    use_at, target_at = use_at[order], target_at[order]
     out = pd.DataFrame(
         {
-            "environment_id": env.take(order),
-            "group_id": group_id.take(order),
-            "flow_id": flow_id.take(order),
-            "key": key.take(order),
+            "environment_id": env,
+            "group_id": uses["group_id"].array.take(use_at),
+            "flow_id": flow_id,
+            "key": uses["key"].array.take(use_at),
             "from_reference_id": uses["reference_id"].array.take(use_at),
             "from_logical_name": uses["logical_name"].array.take(use_at),
             "to_reference_id": target["survivor_id"].array.take(target_at),
             "to_logical_name": target["survivor_logical_name"].array.take(target_at),
-            "blocked": why.notna().to_numpy(dtype=bool)[order],
-            "why_blocked": why.array.take(order),
+            "blocked": why.notna().to_numpy(dtype=bool),
+            "why_blocked": why.array,
         }
     )
     return out.astype({c: "string" for c in MOVE_COLUMNS if c != "blocked"})
 
 
+def _sort_rank(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Return each row's place when sorted by ``columns`` (stable, missing values last)."""
+    rank = np.empty(len(frame), dtype=np.int64)
+    rank[_sort_order(frame, columns)] = np.arange(len(frame))
+    return rank
+
+
+def _sort_order(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Return the row positions sorted by the text ``columns`` (stable, missing values last).
+
+    Arrow sorts text as pandas does, and much faster than pandas sorts arrow-backed text.
+    """
+    table = pa.table({c: _arrow(frame[c]) for c in columns})
+    keys = [(c, "ascending", "at_end") for c in columns]
+    return pc.sort_indices(table, sort_keys=keys).to_numpy()
+
+
 def _flow_managed(snapshot: Snapshot, keys: pd.DataFrame) -> pd.Series:
-    """Return each (environment_id, flow_id) row's ``is_managed`` (<NA>: not in the snapshot)."""
+    """Return each (environment_id, flow_id) row's ``is_managed`` (<NA>: not in the snapshot).
+
+    A flow listed twice counts by its first row.
+    """
     on = ["environment_id", "flow_id"]
     flows = snapshot.flows[[*on, "is_managed"]]
-    found = keys.merge(flows, on=on, how="left")
-    if len(found) != len(keys):  # a flow listed twice and used here: its first row counts
-        found = keys.merge(flows.drop_duplicates(on), on=on, how="left")
-    return found["is_managed"]
+    # Flow ids are GUIDs: look each up by id alone, then check the environment; only keys
+    # whose id's first row is in another environment need the slower two-column merge.
+    found = pc.index_in(_arrow(keys["flow_id"]), value_set=_arrow(flows["flow_id"]))
+    found = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    key_env, flow_env = _shared_codes(keys["environment_id"], flows["environment_id"])
+    other_env = (found >= 0) & (np.append(flow_env, -1)[found] != key_env)
+    found[other_env] = -1
+    out = pd.Series(flows["is_managed"].array.take(found, allow_fill=True))
+    if other_env.any():
+        retry = keys.loc[other_env, on].reset_index(drop=True)
+        first = flows.drop_duplicates(on)
+        out[other_env] = retry.merge(first, on=on, how="left")["is_managed"].to_numpy()
+    return out
 
 
 def sort_codes(values: Any) -> np.ndarray:
@@ -773,15 +896,16 @@ def _leftovers(snapshot: Snapshot, ranked: pd.DataFrame, moves: pd.DataFrame) ->
     why_not = _joined(_joined(managed, facts["_stuck"]), facts["_dependents"])
     out = pd.DataFrame(
         {
-            "environment_id": rest["environment_id"].to_numpy(),
-            "group_id": rest["group_id"].to_numpy(),
-            "reference_id": rest["reference_id"].to_numpy(),
-            "logical_name": rest["logical_name"].to_numpy(),
+            "environment_id": rest["environment_id"].array,
+            "group_id": rest["group_id"].array,
+            "reference_id": rest["reference_id"].array,
+            "logical_name": rest["logical_name"].array,
             "why_not": why_not.array,
         }
     )
     out.insert(4, "deletable", out["why_not"].isna().to_numpy())
-    out = out.sort_values(["environment_id", "group_id", "reference_id"], ignore_index=True)
+    order = _sort_order(out, ["environment_id", "group_id", "reference_id"])
+    out = out.take(order).reset_index(drop=True)
     return out.astype({c: "string" for c in LEFTOVER_COLUMNS if c != "deletable"})
 
 

@@ -17,6 +17,7 @@ from cleanup import schemas
 from cleanup.consolidate import (
     BASIS_SAME_CONNECTION,
     BASIS_UNBOUND_SAME_SOLUTION,
+    BLOCK_FLOW_UNKNOWN,
     DEFAULT_SOLUTION_ID,
     GROUP_COLUMNS,
     duplicate_groups,
@@ -644,6 +645,38 @@ def test_a_flow_listed_twice_is_judged_by_its_first_row() -> None:
     )
     moves = propose(snap, duplicate_groups(snap), **A_IS_COMPLIANT).moves
     assert moves["flow_id"].tolist() == ["f1"] and not moves["blocked"].any()
+
+
+def test_a_flow_id_in_two_environments_is_judged_in_the_moves_environment() -> None:
+    snap = two_way(
+        ref("a", created_on="2020-01-01"),
+        ref("b"),
+        flows=[flow("f1", env="env-b", is_managed=True), flow("f1"), flow("f2", env="env-b")],
+        usages=[use("f1", "k", "new_b"), use("f2", "k", "new_b")],
+    )
+    moves = propose(snap, duplicate_groups(snap), **A_IS_COMPLIANT).moves
+    assert moves["flow_id"].tolist() == ["f1", "f2"]
+    assert moves["why_blocked"].tolist() == [pd.NA, BLOCK_FLOW_UNKNOWN]
+
+
+def test_flows_count_for_a_solution_whatever_the_case_of_their_ids() -> None:
+    snap = two_way(
+        ref("a", created_on="2020-01-01"),
+        ref("b"),
+        flows=[flow("F1"), flow("f2")],
+        usages=[use("F1", "k", "new_a"), use("f2", "k", "new_b")],
+        solutions=[solution("s1", "hr"), solution("s2", "it")],
+        components=[
+            component("s1", "A", "reference"),
+            component("s1", "f1", "flow"),
+            component("s2", "b", "reference"),
+            component("s2", "F2", "flow"),
+            component("s2", "f2", "flow"),  # listed twice: one flow
+        ],
+    )
+    kept = survivor(snap, **A_IS_COMPLIANT)
+    assert kept["survivor_id"] == "a"
+    assert "in solution 'hr' like 1 of 2 flows that use the group" in kept["reason"]
 
 
 def test_the_rules_hand_over_the_proposals_they_computed() -> None:
