@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import gc
 import hashlib
 import json
 import typing
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
@@ -54,6 +53,7 @@ import pyarrow.compute as pc
 from cleanup import __version__
 from cleanup.consolidate import BLOCK_MANAGED_FLOW, Proposals, other_dependents
 from cleanup.errors import ConfigError, PlanError
+from cleanup.gc_pause import gc_paused
 from cleanup.snapshot.model import Snapshot
 
 PLAN_FORMAT = "connref-cleanup-plan"
@@ -177,15 +177,16 @@ class RewireFlowKey(_Action):
     preconditions: FlowPreconditions
 
     def _render(self) -> str:
-        e, n, pre = encode_basestring, _json_text, self.preconditions
-        return (
-            f'{{"environment_id":{e(self.environment_id)},"flow_id":{e(self.flow_id)},'
-            f'"flow_name":{e(self.flow_name)},"from_logical_name":{e(self.from_logical_name)},'
-            f'"from_reference_id":{e(self.from_reference_id)},"group_id":{e(self.group_id)},'
-            f'"key":{e(self.key)},"preconditions":{{'
-            f'"clientdata_sha256":{e(pre.clientdata_sha256)},"etag":{n(pre.etag)},'
-            f'"modified_on":{n(pre.modified_on)},"state":{e(pre.state)}}},'
-            + _rewire_target_text(self.to_display_name, self.to_logical_name, self.to_reference_id)
+        return _rewire_text(
+            self.environment_id,
+            self.flow_id,
+            self.flow_name,
+            self.from_logical_name,
+            self.from_reference_id,
+            self.group_id,
+            self.key,
+            self.preconditions,
+            _rewire_target_text(self.to_display_name, self.to_logical_name, self.to_reference_id),
         )
 
 
@@ -408,6 +409,32 @@ def _rewire_target_text(to_display_name: str, to_logical_name: str, to_reference
     )
 
 
+def _rewire_text(
+    environment_id: str,
+    flow_id: str,
+    flow_name: str,
+    from_logical_name: str,
+    from_reference_id: str,
+    group_id: str,
+    key: str,
+    pre: FlowPreconditions,
+    target_text: str,
+) -> str:
+    """A rewire's canonical JSON, given the end ``_rewire_target_text`` gives for its target."""
+    e = encode_basestring
+    etag, modified_on = pre.etag, pre.modified_on
+    return (
+        f'{{"environment_id":{e(environment_id)},"flow_id":{e(flow_id)},'
+        f'"flow_name":{e(flow_name)},"from_logical_name":{e(from_logical_name)},'
+        f'"from_reference_id":{e(from_reference_id)},"group_id":{e(group_id)},'
+        f'"key":{e(key)},"preconditions":{{'
+        f'"clientdata_sha256":{e(pre.clientdata_sha256)},'
+        f'"etag":{"null" if etag is None else e(etag)},'
+        f'"modified_on":{"null" if modified_on is None else e(modified_on)},'
+        f'"state":{e(pre.state)}}},{target_text}'
+    )
+
+
 def _reference_preconditions_text(pre: ReferencePreconditions) -> str:
     return (
         f'{{"content_sha256":{encode_basestring(pre.content_sha256)},'
@@ -465,22 +492,6 @@ def _action_text(action: Action) -> str:
     except AttributeError:
         action_id = _keep_id(action, body)
     return f'{{"action_id":{encode_basestring(action_id)},{body[1:]}'
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while making many small objects (none in cycles).
-
-    With the collector on, each collection walks every object alive (the snapshot's columns,
-    the actions made so far), so planning a large tenant got slower than linear.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _plain(value: Any) -> Any:
@@ -630,7 +641,7 @@ def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     source = str(path)
     try:
-        with path.open(encoding="utf-8") as handle, _gc_paused():
+        with path.open(encoding="utf-8") as handle, gc_paused():
             reader = _StreamReader(source)
             if reader.read(handle):
                 return reader.plan()
@@ -656,7 +667,7 @@ def plan_from_document(document: Any, *, source: str = "the plan") -> Plan:
     if document["content_hash"] != compute_content_hash(document):
         raise PlanError(f"{source}: {ALTERED}.")
     try:
-        with _gc_paused():
+        with gc_paused():
             return _plan_from_checked(document)
     except (TypeError, ValueError) as exc:
         raise PlanError(f"{source}: {exc}.") from None
@@ -1107,10 +1118,37 @@ class _Rows:
         if len(ids) < _FEW:  # not worth the index
             found = map(self.find, envs, ids)
             return np.fromiter((-1 if p is None else p for p in found), np.intp, len(ids))
+        fast = self._arrow_positions(envs, ids)
+        if fast is not None:
+            return fast
         index, first = self._index
         keys = [v if isinstance(v, pd.Series) else _string_array(list(v)) for v in (envs, ids)]
         pos = index.get_indexer(pd.MultiIndex.from_arrays(keys))
         return pos if first is None else np.where(pos >= 0, first[pos], -1)
+
+    @cached_property
+    def _arrow_keys(self) -> tuple[pa.Array, pa.Array] | None:
+        """The (environment, id) columns as arrow arrays if ids are unique strings, else None."""
+        envs, ids = (_arrow_strings(self.frame[n]) for n in ("environment_id", self.id_column))
+        if envs is None or ids is None or pc.count_distinct(ids).as_py() != len(ids):
+            return None
+        return envs, ids
+
+    def _arrow_positions(self, envs: Sequence[Any], ids: Sequence[Any]) -> np.ndarray | None:
+        """``positions`` by an arrow hash lookup of the ids (None if the keys do not allow it).
+
+        Ids are unique here, so a row is found by its id alone; its environment must match.
+        """
+        keys = self._arrow_keys
+        if keys is None:
+            return None
+        wanted_envs, wanted_ids = _arrow_strings(envs), _arrow_strings(ids)
+        if wanted_envs is None or wanted_ids is None:
+            return None
+        found = pc.index_in(wanted_ids.cast(keys[1].type), value_set=keys[1])
+        same_env = pc.equal(keys[0].take(found), wanted_envs.cast(keys[0].type))
+        pos = pc.if_else(pc.fill_null(same_env, False), found, -1)
+        return np.asarray(pos.to_numpy(zero_copy_only=False), dtype=np.intp)
 
     def gather(self, positions: np.ndarray, names: Sequence[str]) -> dict[str, list[Any]]:
         """Columns of the rows at ``positions`` (as lists, None where a position is -1)."""
@@ -1189,7 +1227,7 @@ class _Context:
         return pre
 
 
-@_gc_paused()
+@gc_paused()
 def build_plan(
     snapshot: Snapshot,
     proposals: Proposals,
@@ -1204,7 +1242,12 @@ def build_plan(
     ctx = _Context(snapshot, settings)
     skipped: list[Skipped] = []
     units = _group_units(ctx, proposals, findings, skipped)
-    deleted = {(a.environment_id, a.reference_id) for u in units for a in _deletes(u.actions)}
+    deleted = {
+        (a.environment_id, a.reference_id)
+        for u in units
+        for a in u.actions
+        if type(a) is DeleteReference
+    }
     units += _unused_units(ctx, findings, deleted, skipped)  # adds what it deletes to `deleted`
     if settings.propose_renames:
         units += _rename_units(ctx, findings, deleted, skipped)
@@ -1291,6 +1334,26 @@ def _isin(series: pd.Series, values: Iterable[Any]) -> np.ndarray:
     return objects.isin(pd.Series(wanted, dtype=object)).to_numpy(dtype=bool)
 
 
+def _arrow_strings(values: Any) -> pa.Array | None:
+    """Values as one arrow string array (a Series of arrow strings, or a list of str/None).
+
+    None if they are anything else: callers then take the pandas way.
+    """
+    if isinstance(values, pd.Series):
+        dtype = values.dtype
+        if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+            return None
+        array = pa.array(values)
+    else:
+        try:
+            array = pa.array(values, type=pa.large_string())
+        except (pa.ArrowException, TypeError, ValueError):
+            return None
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else None
+
+
 def _columns(frame: pd.DataFrame, names: Sequence[str], *, shared: bool = False) -> list[list[Any]]:
     """Columns of a frame as lists (None for missing values; absent columns are all None).
 
@@ -1361,8 +1424,9 @@ class _Moves:
         names = ("etag", "modified_on", "clientdata_sha256", "state")
         etags, modified, hashes, states = ctx.flows.gather(flows, names).values()
         states = [FLOW_STATES.get(s, "unknown") if s is not None else "unknown" for s in states]
-        pres = list(map(FlowPreconditions, etags, modified, hashes, states))
-        return [pres[i] for i in first.reshape(-1).tolist()]
+        pres = np.empty(len(flows), dtype=object)
+        pres[:] = list(map(FlowPreconditions, etags, modified, hashes, states))
+        return pres[first.reshape(-1)].tolist()  # type: ignore[no-any-return]
 
 
 def _group_units(
@@ -1482,6 +1546,10 @@ def _group_rewires(
             target_problem = f"the survivor '{t_ln}' is not bound to a connection"
     protected = bool(ctx.settings.protected_patterns)
     add_action, add_name = unit.actions.append, unit.names.append
+    target_text = None
+    if target_problem is None:
+        with suppress(TypeError):  # not strings: each action renders itself (and falls back)
+            target_text = _rewire_target_text(t_dn, t_ln, t_id)  # type: ignore[arg-type]
     for m_env, flow_id, flow_name, key, from_id, from_ln, why, pre in moves:
         why = why or target_problem
         if not why and protected:
@@ -1497,7 +1565,16 @@ def _group_rewires(
         action = RewireFlowKey(
             m_env, flow_id, flow_name, key, from_id, from_ln, t_ln, t_id, t_dn, group_id, pre
         )
-        action_id = _keep_id(action, action.canonical_body())
+        # The group's target text is rendered once; the rest of the body per action.
+        try:
+            if target_text is None:
+                raise TypeError
+            body = _rewire_text(
+                m_env, flow_id, flow_name, from_ln, from_id, group_id, key, pre, target_text
+            )
+        except TypeError:
+            body = action.canonical_body()
+        action_id = _keep_id(action, body)
         add_action(action)
         add_name(None)
         ids = planned[from_id]
@@ -1805,9 +1882,7 @@ def _drop_still_used_deletes(
     if not _deletes(actions):
         return actions
     still_used = _used_after(ctx, actions)
-    planned = {
-        a.action_id for a in actions if isinstance(a, RewireFlowKey)
-    }  # what deletes wait for
+    planned = {a.action_id for a in actions if type(a) is RewireFlowKey}  # what deletes wait for
     kept: list[Action] = []
     for action in actions:
         if isinstance(action, DeleteReference):
@@ -1843,7 +1918,15 @@ def _used_after(ctx: _Context, actions: Iterable[Action]) -> dict[Any, int]:
     targets = {(a.environment_id, a.logical_name.lower()) for a in _deletes(actions)}
     if not targets:
         return {}
+    # Counted afresh on every call: the final safety check must not trust an earlier answer.
     rewires = [a for a in actions if type(a) is RewireFlowKey]
+    return _count_used_after(ctx, rewires, targets)
+
+
+def _count_used_after(
+    ctx: _Context, rewires: list[RewireFlowKey], targets: set[tuple[str, str]]
+) -> dict[Any, int]:
+    """``_used_after`` for given rewires and (environment, lower-case name) targets."""
     envs, flows, keys, to_names = _attributes(
         rewires, ("environment_id", "flow_id", "key", "to_logical_name")
     )
@@ -1958,7 +2041,7 @@ def _deletes(actions: Iterable[Action]) -> list[DeleteReference]:
 
 def ensure_safe(plan: Plan, snapshot: Snapshot, settings: PlanSettings) -> None:
     """Raise ``PlanError`` if the plan breaks a safety rule (a bug: build_plan filters first)."""
-    with _gc_paused():
+    with gc_paused():
         _ensure_safe(plan, _Context(snapshot, settings))
 
 
@@ -1967,8 +2050,9 @@ def _ensure_safe(plan: Plan, ctx: _Context) -> None:
     rewire_problems = _rewire_problems(ctx, plan.actions)
     refs = ctx.references
     for i, action in enumerate(plan.actions):
-        if isinstance(action, RewireFlowKey):
-            problems.extend(f"{action.action_id}: {p}" for p in rewire_problems.get(i, ()))
+        if type(action) is RewireFlowKey:
+            if i in rewire_problems:
+                problems.extend(f"{action.action_id}: {p}" for p in rewire_problems[i])
             continue
         pos = refs.find(action.environment_id, action.reference_id)
         if pos is None or refs.values["is_managed"][pos] is not False:

@@ -835,3 +835,26 @@ def test_line_count_is_the_number_of_lines_describe_gives(saved: tuple[Plan, Pat
     plans.append(plan_for(make_snapshot(references=[ref("u")]), [unused("u")]))
     for plan in plans:
         assert line_count(plan) == len(describe(plan))
+
+
+@pytest.mark.parametrize("unique_ids", [True, False])
+def test_row_positions_by_arrow_match_single_lookups(unique_ids: bool) -> None:
+    """Whole-column lookups (arrow, or the index when ids repeat) agree with ``find``."""
+    from cleanup.plan import _Rows
+
+    n = 3000
+    ids = [f"f{i}" if unique_ids else f"f{i % 1000}" for i in range(n)]
+    frame = pd.DataFrame(
+        {
+            "environment_id": pd.array([f"e{i % 7}" for i in range(n)], dtype="string[pyarrow]"),
+            "flow_id": pd.array(ids, dtype="string[pyarrow]"),
+        }
+    )
+    rows = _Rows(frame, "flow_id", ("environment_id", "flow_id"))
+    envs = [f"e{i % 5}" for i in range(n)] + [None, "e1"]
+    wanted = [f"f{(i * 7) % (n + 50)}" for i in range(n)] + ["f1", None]
+    expected = [-1 if p is None else p for p in map(rows.find, envs, wanted)]
+    assert rows.positions(envs, wanted).tolist() == expected
+    series = [pd.Series(pd.array(v, dtype="string[pyarrow]")) for v in (envs, wanted)]
+    assert rows.positions(*series).tolist() == expected
+    assert (rows._arrow_keys is not None) is unique_ids

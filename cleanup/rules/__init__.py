@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cleanup import schemas
 from cleanup.consolidate import Proposals
 from cleanup.errors import ConfigError
+from cleanup.gc_pause import gc_paused
 from cleanup.history import History
 from cleanup.rules.base import REGISTRY, Rule, RuleContext, register
 from cleanup.rules.settings import (
@@ -87,18 +91,19 @@ def evaluate_rules(
     """Run the enabled rules and return the kept and the excluded findings."""
     ctx = make_context(snapshot, settings, history, now=now)
     check_rule_names(ctx.rules)
-    frames = [
-        _run_one(REGISTRY[name](), ctx)
-        for name in sorted(REGISTRY)
-        if name not in ctx.rules.disable
-    ]
-    findings = pd.concat(frames, ignore_index=True) if frames else None
-    if findings is None or findings.empty:
-        findings = schemas.empty_frame(schemas.FINDINGS)
-    findings = _stamp_history(findings, ctx)
-    kept, excluded = apply_exclusions(findings, ctx, ctx.exclusions)
-    proposals = ctx.__dict__.get("proposals")  # cached_property: set once the rule read it
-    return RuleResults(_tidy(kept), _tidy(excluded), proposals)
+    with gc_paused():
+        frames = [
+            _run_one(REGISTRY[name](), ctx)
+            for name in sorted(REGISTRY)
+            if name not in ctx.rules.disable
+        ]
+        findings = pd.concat(frames, ignore_index=True) if frames else None
+        if findings is None or findings.empty:
+            findings = schemas.empty_frame(schemas.FINDINGS)
+        findings = _stamp_history(findings, ctx)
+        kept, excluded = apply_exclusions(findings, ctx, ctx.exclusions)
+        proposals = ctx.__dict__.get("proposals")  # cached_property: set once the rule read it
+        return RuleResults(_tidy(kept), _tidy(excluded), proposals)
 
 
 def run_rules(
@@ -160,7 +165,22 @@ def _stamp_history(findings: pd.DataFrame, ctx: RuleContext) -> pd.DataFrame:
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     # A stable order makes the output files diffable and the rules deterministic.
-    return frame.sort_values(SORT, na_position="first", kind="stable").reset_index(drop=True)
+    order = _arrow_order(frame)
+    if order is None:
+        return frame.sort_values(SORT, na_position="first", kind="stable").reset_index(drop=True)
+    return frame.take(order).reset_index(drop=True)
+
+
+def _arrow_order(frame: pd.DataFrame) -> np.ndarray | None:
+    """Return the stable ``SORT`` order (missing first) via Arrow, or None if not Arrow text."""
+    # Arrow's multi-key sort is stable and compares text as pandas does, several times faster
+    # than ``sort_values`` on Arrow-backed columns.
+    arrays = [frame[col].array for col in SORT]
+    if not all(isinstance(a, pd.arrays.ArrowStringArray) for a in arrays):
+        return None
+    table = pa.table({col: a._pa_array for col, a in zip(SORT, arrays, strict=True)})
+    keys = [(col, "ascending", "at_start") for col in SORT]
+    return pc.sort_indices(table, options=pc.SortOptions(sort_keys=keys)).to_numpy()
 
 
 # Importing the rule modules registers them; they import ``register`` from ``base``.

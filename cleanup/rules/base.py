@@ -106,12 +106,15 @@ class RuleContext:
     def memberships(self) -> pd.DataFrame:
         """Solution membership of references and flows, with each solution's names."""
         comp = self.snapshot.solution_components
-        comp = comp.loc[comp["object_type"].isin(["reference", "flow"]).fillna(False)]
+        wanted = comp["object_type"].isin(["reference", "flow"]).fillna(False).to_numpy(bool)
+        if not wanted.all():  # a filter copies millions of text cells: only when it drops some
+            comp = comp.loc[wanted]
         comp = comp.reset_index(drop=True)
         keys = ["environment_id", "solution_id"]
         # Millions of components, thousands of solutions: look each solution up once, keep
         # the first row per (environment, solution, object), then gather by position.
-        pair = comp.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+        env, sol_id = (value_codes(comp[k]) for k in keys)
+        pair = pd.factorize(pair_codes([env], [sol_id])[0])[0]  # numbered as first seen
         pairs = comp[keys].iloc[unique_first(pair)[1]].reset_index(drop=True)
         sol = self.snapshot.solutions.drop_duplicates(keys)
         info = pairs.merge(sol, on=keys, how="left")
@@ -124,32 +127,65 @@ class RuleContext:
         obj = pd.factorize(object_key)[0].astype(np.int64)
         member = pd.Series(pair.astype(np.int64) * (obj.max(initial=0) + 2) + obj + 1)
         rows = np.flatnonzero(~member.duplicated().to_numpy())
+        every = len(rows) == len(comp)  # usually no duplicates: skip copying every column
         out = pd.concat(
             [
-                comp.take(rows).reset_index(drop=True),
+                comp if every else comp.take(rows).reset_index(drop=True),
                 info.drop(columns=keys).take(pair[rows]).reset_index(drop=True),
             ],
             axis=1,
         )
-        out["object_key"] = object_key.array.take(rows)
+        out["object_key"] = object_key.array if every else object_key.array.take(rows)
         return out.set_axis(rows)
+
+    @cached_property
+    def usage_links(self) -> pd.DataFrame:
+        """``flow_usage`` as positions: [use_row, ref_row, flow_row (-1: none), flow_code]."""
+        use, refs, flows = self.snapshot.usages, self.snapshot.references, self.snapshot.flows
+        # Dataverse logical names are case-insensitive; flows may spell them differently.
+        logical_key = use["logical_name"].str.lower()
+        # Join on integer codes of the keys, looked up once per table, rather than merging
+        # (and re-hashing) million-row string columns; the merges keep pandas' row order.
+        env = shared_codes(use["environment_id"], refs["environment_id"], flows["environment_id"])
+        name = shared_codes(logical_key, refs["logical_name"].str.lower())
+        flow = shared_codes(use["flow_id"], flows["flow_id"])
+        by_name = pair_codes(env[:2], name)
+        by_flow = pair_codes([env[0], env[2]], flow)
+        distinct = ~pd.Series(pair_codes([by_flow[0]], [name[0]])[0]).duplicated().to_numpy()
+        rows = np.flatnonzero(logical_key.notna().to_numpy() & distinct)
+        links = pd.DataFrame({"key": by_name[0][rows], "use_row": rows}).merge(
+            pd.DataFrame({"key": by_name[1], "ref_row": np.arange(len(refs))}), on="key"
+        )
+        links["key"] = by_flow[0][links["use_row"].to_numpy()]
+        links = links.merge(
+            pd.DataFrame({"key": by_flow[1], "flow_row": np.arange(len(flows))}),
+            on="key",
+            how="left",
+        )
+        links["flow_row"] = links["flow_row"].fillna(-1).to_numpy(dtype=np.int64)
+        links["flow_code"] = flow[0][links["use_row"].to_numpy()]
+        return links.drop(columns="key")
 
     @cached_property
     def flow_usage(self) -> pd.DataFrame:
         """One row per (environment, reference, flow) that uses it, with the flow's name/state."""
-        use = self.snapshot.usages.loc[:, ["environment_id", "flow_id", "logical_name"]]
-        # Dataverse logical names are case-insensitive; flows may spell them differently.
-        use = use.assign(logical_key=use["logical_name"].str.lower()).dropna(subset="logical_key")
-        use = use.drop_duplicates(["environment_id", "flow_id", "logical_key"])
-        refs = self.snapshot.references[["environment_id", "reference_id", "logical_name"]]
-        refs = refs.assign(logical_key=refs["logical_name"].str.lower())
-        out = use.drop(columns="logical_name").merge(
-            refs[["environment_id", "reference_id", "logical_key"]],
-            on=["environment_id", "logical_key"],
+        return self._usage_rows(np.arange(len(self.usage_links)))
+
+    def _usage_rows(self, picked: np.ndarray) -> pd.DataFrame:
+        """Return the ``flow_usage`` rows at positions ``picked`` (of ``usage_links``)."""
+        use, refs, flows = self.snapshot.usages, self.snapshot.references, self.snapshot.flows
+        links = self.usage_links
+        u, r, f = (links[col].to_numpy()[picked] for col in ("use_row", "ref_row", "flow_row"))
+        return pd.DataFrame(
+            {
+                "environment_id": use["environment_id"].array.take(u),
+                "flow_id": use["flow_id"].array.take(u),
+                "logical_key": pd.Series(use["logical_name"].array.take(u)).str.lower().array,
+                "reference_id": refs["reference_id"].array.take(r),
+                "flow_name": flows["name"].array.take(f, allow_fill=True),
+                "flow_state": flows["state"].array.take(f, allow_fill=True),
+            }
         )
-        flows = self.snapshot.flows[["environment_id", "flow_id", "name", "state"]]
-        out = out.merge(flows, on=["environment_id", "flow_id"], how="left")
-        return out.rename(columns={"name": "flow_name", "state": "flow_state"})
 
     @cached_property
     def references(self) -> pd.DataFrame:
@@ -165,16 +201,42 @@ class RuleContext:
         out = out.merge(owners, on=["environment_id", "owner_id"], how="left")
         out = out.merge(self._connections(), on=["environment_id", "connection_key"], how="left")
         out["conn_exists"] = out["conn_exists"].fillna(False).astype("boolean")
-        counts = self.flow_usage.assign(active=self.flow_usage["flow_state"].eq(ACTIVE_FLOW_STATE))
-        counts = counts.groupby(["environment_id", "reference_id"]).agg(
-            flow_count=("flow_id", "nunique"), active_flow_count=("active", "sum")
-        )
-        out = out.merge(
-            counts, left_on=["environment_id", "reference_id"], right_index=True, how="left"
-        )
-        for col in ("flow_count", "active_flow_count"):
-            out[col] = out[col].fillna(0).astype("Int64")
+        flow_count, active_flow_count = self._flow_counts(out)
+        out["flow_count"] = pd.array(flow_count, dtype="Int64")
+        out["active_flow_count"] = pd.array(active_flow_count, dtype="Int64")
         return out
+
+    def _flow_counts(self, out: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Return, per row of ``out``, how many distinct flows use its reference (and active)."""
+        # Counted per (environment, reference id) on codes, not by grouping the string columns
+        # of ``flow_usage``; a row missing either key has no usage (groupby drops it).
+        links = self.usage_links
+        key = self.reference_keys(out)
+        size = int(max(k.max(initial=-1) for k in key)) + 1
+        group = key[0][links["ref_row"].to_numpy()]
+        use_row = links["use_row"].to_numpy()
+        known = self.snapshot.usages["flow_id"].notna().to_numpy(bool)[use_row]
+        flows = pd.DataFrame({"group": group, "flow": links["flow_code"].to_numpy()})[known]
+        distinct = flows["group"].to_numpy()[~flows.duplicated().to_numpy()]
+        state = self.snapshot.flows["state"].array.take(
+            links["flow_row"].to_numpy(), allow_fill=True
+        )
+        active = pd.Series(state).eq(ACTIVE_FLOW_STATE).fillna(False).to_numpy(bool)
+        has_key = (out["environment_id"].notna() & out["reference_id"].notna()).to_numpy(bool)
+        flow_count = np.bincount(distinct, minlength=size)[key[1]]
+        active_count = np.bincount(group, weights=active, minlength=size).astype(np.int64)[key[1]]
+        return np.where(has_key, flow_count, 0), np.where(has_key, active_count, 0)
+
+    def reference_keys(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Number the (environment_id, reference_id) of ``snapshot.references`` and of ``rows``.
+
+        Equal pairs get equal codes (missing values equal), dense from 0.
+        """
+        refs = self.snapshot.references
+        env = shared_codes(refs["environment_id"], rows["environment_id"])
+        ref = shared_codes(refs["reference_id"], rows["reference_id"])
+        key = value_codes(pd.Series(np.concatenate(pair_codes(env, ref))))
+        return key[: len(refs)], key[len(refs) :]
 
     def _connections(self) -> pd.DataFrame:
         conn = self.snapshot.connections
@@ -221,9 +283,13 @@ class RuleContext:
 
     def flows_of(self, reference_ids: pd.DataFrame) -> pd.DataFrame:
         """Return [environment_id, reference_id, flows] with up to MAX_LISTED flow names each."""
-        use = self.flow_usage.merge(
-            reference_ids[["environment_id", "reference_id"]].drop_duplicates()
-        )
+        # Pick the usage rows of those references on integer codes, not by a string merge.
+        refs = self.snapshot.references
+        env = shared_codes(refs["environment_id"], reference_ids["environment_id"])
+        ref = shared_codes(refs["reference_id"], reference_ids["reference_id"])
+        key = pair_codes(env, ref)
+        wanted = pd.Series(key[0][self.usage_links["ref_row"].to_numpy()]).isin(key[1])
+        use = self._usage_rows(np.flatnonzero(wanted.to_numpy()))
         use = use.assign(label=use["flow_name"].fillna(use["flow_id"]))
         return group_lists(use, KEY, "label", name="flows", limit=MAX_LISTED)
 
@@ -275,10 +341,13 @@ class Rule(ABC):
         *,
         detail: pd.Series | str,
         suggested_fix: pd.Series | str,
-        extra: pd.DataFrame | None = None,
+        extra: pd.DataFrame | pd.Series | None = None,
         severity: pd.Series | str | None = None,
     ) -> pd.DataFrame:
-        """Build findings from reference-like rows (``RuleContext.references`` columns)."""
+        """Build findings from reference-like rows (``RuleContext.references`` columns).
+
+        ``extra`` is a frame of facts per row, or a Series already made by ``to_json_objects``.
+        """
         if rows.empty:
             return schemas.empty_frame(schemas.FINDINGS)
         out = pd.DataFrame(index=rows.index)
@@ -292,9 +361,12 @@ class Rule(ABC):
             out[col] = rows.get(col, pd.NA)
         out["detail"] = detail
         out["suggested_fix"] = suggested_fix
-        out["extra"] = to_json_objects(
-            extra if extra is not None else pd.DataFrame(index=rows.index)
-        )
+        if isinstance(extra, pd.Series):
+            out["extra"] = extra
+        else:
+            out["extra"] = to_json_objects(
+                extra if extra is not None else pd.DataFrame(index=rows.index)
+            )
         out["first_seen"] = pd.NaT
         out["change"] = pd.NA
         return schemas.conform(out, schemas.FINDINGS, name=f"findings of rule {self.name}")
@@ -303,11 +375,30 @@ class Rule(ABC):
 def add_solutions(ctx: RuleContext, rows: pd.DataFrame) -> pd.DataFrame:
     """Add ``solutions`` and ``managed_solutions`` (lists of unique names) to reference rows."""
     sols = ctx.reference_solutions
-    keyed = rows.assign(object_key=rows["reference_id"].str.lower())
-    out = keyed.merge(sols, on=["environment_id", "object_key"], how="left")
-    out.index = rows.index
+    out = rows.assign(object_key=rows["reference_id"].str.lower())
+    # A lookup on integer codes of the keys (one row per key in ``sols``), not a string merge.
+    env = shared_codes(out["environment_id"], sols["environment_id"])
+    obj = shared_codes(out["object_key"], sols["object_key"])
+    key = pair_codes(env, obj)
+    index = pd.Index(key[1])
+    if not index.is_unique:
+        return _add_solutions_merged(out, sols)
+    found = index.get_indexer(key[0])
     for col in ("solutions", "managed_solutions"):
-        # ``group_lists`` gives lists without missing items; a reference in no solution, NaN.
+        # ``group_lists`` gives lists without missing items; a reference in no solution, [].
+        values = sols[col].to_numpy(dtype=object)
+        out[col] = pd.Series(
+            [values[i] if i >= 0 and isinstance(values[i], list) else [] for i in found.tolist()],
+            index=out.index,
+            dtype=object,
+        )
+    return out
+
+
+def _add_solutions_merged(keyed: pd.DataFrame, sols: pd.DataFrame) -> pd.DataFrame:
+    out = keyed.merge(sols, on=["environment_id", "object_key"], how="left")
+    out.index = keyed.index
+    for col in ("solutions", "managed_solutions"):
         values = out[col].to_numpy(dtype=object)
         out[col] = pd.Series(
             [v if isinstance(v, list) else [] for v in values], index=out.index, dtype=object
@@ -325,10 +416,14 @@ def group_lists(
 ) -> pd.DataFrame:
     """Return one row per key group with the sorted distinct values of ``column`` as a list."""
     name = name or column
-    rows = frame.loc[frame[column].notna(), [*keys, column]]
+    present = frame[column].notna().to_numpy(bool)
+    # A boolean filter copies every cell: only filter when something is missing.
+    rows = frame[[*keys, column]] if present.all() else frame.loc[present, [*keys, column]]
     # Work on integer codes that sort like the values: the distinct (keys, value) rows,
     # sorted by keys then value, as drop_duplicates and a stable sort_values would give.
-    codes = [sort_codes(rows[col]) for col in [*keys, column]]
+    codes = [sort_codes(rows[col]) for col in keys]
+    value_code, uniques = pd.factorize(rows[column], sort=True)
+    codes.append(value_code.astype(np.int64))
     both = _combine(codes, len(rows))
     distinct = np.flatnonzero(~pd.Series(both).duplicated().to_numpy())
     order = distinct[np.argsort(both[distinct], kind="stable")]
@@ -342,7 +437,10 @@ def group_lists(
         order, group = order[keep], group[keep]
         starts = np.flatnonzero(np.diff(group, prepend=-1))
     out = rows[keys].iloc[order[starts]].reset_index(drop=True)
-    values = rows[column].astype(object).to_numpy()[order].tolist()
+    if isinstance(rows[column].dtype, pd.StringDtype):  # text: convert each distinct value once
+        values = np.asarray(uniques, dtype=object)[codes[-1][order]].tolist()
+    else:
+        values = rows[column].astype(object).to_numpy()[order].tolist()
     bounds = starts.tolist()
     ends = [*bounds[1:], len(values)] if bounds else []
     out[name] = pd.Series([values[a:b] for a, b in zip(bounds, ends, strict=True)], dtype=object)
@@ -358,6 +456,28 @@ def _combine(codes: list[np.ndarray], length: int) -> np.ndarray:
             out = np.unique(out, return_inverse=True)[1].astype(np.int64)  # ranks: same order
         out = out * size + column + 1
     return out
+
+
+def shared_codes(*columns: pd.Series) -> list[np.ndarray]:
+    """Number the values of several columns together: equal values (missing too), equal codes."""
+    joined = pd.concat([c.reset_index(drop=True) for c in columns], ignore_index=True)
+    return np.split(value_codes(joined), np.cumsum([len(c) for c in columns])[:-1])
+
+
+def value_codes(column: pd.Series) -> np.ndarray:
+    """Number a column's values as first seen; missing values share one code (the last)."""
+    # ``use_na_sentinel=False`` is much slower on Arrow text than mapping the sentinel.
+    codes, uniques = pd.factorize(column)
+    return np.where(codes < 0, len(uniques), codes).astype(np.int64)
+
+
+def pair_codes(first: list[np.ndarray], second: list[np.ndarray]) -> list[np.ndarray]:
+    """Combine two lists of ``shared_codes`` part by part into one code per (first, second)."""
+    size = max((int(c.max(initial=-1)) + 1 for c in second), default=0)
+    top = max((int(c.max(initial=0)) for c in first), default=0)
+    if size and top >= np.iinfo(np.int64).max // size - 1:  # renumber densely: no overflow
+        first = shared_codes(*(pd.Series(c) for c in first))
+    return [a * size + b for a, b in zip(first, second, strict=True)]
 
 
 def as_lists(series: pd.Series) -> pd.Series:

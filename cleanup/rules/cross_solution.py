@@ -18,12 +18,13 @@ from cleanup.rules.base import (
     RuleContext,
     add_solutions,
     group_lists,
+    pair_codes,
     quoted,
     register,
+    shared_codes,
     text,
+    value_codes,
 )
-
-KEY = ["environment_id", "reference_id"]
 
 
 @register("cross-solution")
@@ -37,13 +38,9 @@ class CrossSolutionReference(Rule):
         pairs = _missing_pairs(ctx)
         if pairs.empty:
             return self.nothing()
-        summary = group_lists(pairs, KEY, "unique_name", name="lacking_solutions")
-        summary = summary.merge(
-            group_lists(pairs, KEY, "flow_label", name="flows", limit=MAX_LISTED)
-        )
-        counts = pairs.groupby(KEY)["flow_id"].nunique().rename("affected_flows")
-        summary = summary.merge(counts, left_on=KEY, right_index=True)
-        rows = ctx.references[FINDING_FACTS].merge(summary, on=KEY)
+        rows = _summary(ctx, pairs)
+        if rows.empty:
+            return self.nothing()
         rows = add_solutions(ctx, rows)
         managed = rows["managed_solutions"].map(bool).astype(bool)
         severity = pd.Series("low", index=rows.index).mask(managed, "medium")
@@ -74,24 +71,81 @@ def _joined(lists: pd.Series, empty: str = "") -> pd.Series:
     return pd.Series([", ".join(v) if v else empty for v in lists], index=lists.index)
 
 
+def _summary(ctx: RuleContext, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Return the affected references: ``FINDING_FACTS``, lacking solutions, flows, count."""
+    # Grouped on integer codes of (environment, reference id), not on the string columns.
+    key_of_ref, key_of_row = ctx.reference_keys(ctx.references)
+    size = int(max(key_of_ref.max(initial=-1), key_of_row.max(initial=-1))) + 1
+    ref_row = pairs["ref_row"].to_numpy()
+    coded = pairs[["unique_name", "flow_label"]].assign(key=key_of_ref[ref_row])
+    lacking = group_lists(coded, ["key"], "unique_name", name="lacking_solutions")
+    flows = group_lists(coded, ["key"], "flow_label", name="flows", limit=MAX_LISTED)
+    # A reference missing its environment or id is left out, as ``groupby`` drops it.
+    refs = ctx.snapshot.references
+    valid = (refs["environment_id"].notna() & refs["reference_id"].notna()).to_numpy(bool)
+    counted = coded.loc[valid[ref_row], ["key"]].assign(flow=pairs["flow_code"])
+    distinct = counted.loc[counted["flow"].ge(0)].drop_duplicates()
+    affected = np.bincount(distinct["key"].to_numpy(), minlength=size)
+    hit = np.zeros(size, dtype=bool)
+    hit[counted["key"].to_numpy()] = True
+    for found in (lacking, flows):
+        listed = np.zeros(size, dtype=bool)
+        listed[found["key"].to_numpy()] = True
+        hit &= listed
+    wanted = hit[key_of_row]
+    rows = ctx.references.loc[wanted, FINDING_FACTS].reset_index(drop=True)
+    key = key_of_row[wanted]
+    rows["lacking_solutions"] = (
+        lacking.set_index("key")["lacking_solutions"].reindex(key).to_numpy()
+    )
+    rows["flows"] = flows.set_index("key")["flows"].reindex(key).to_numpy()
+    rows["affected_flows"] = affected[key]
+    return rows
+
+
 def _missing_pairs(ctx: RuleContext) -> pd.DataFrame:
-    """(reference, flow, solution) where the unmanaged solution holds the flow, not the ref."""
-    mem = ctx.memberships
-    flow_sols = mem.loc[
-        ~mem["is_system"]
-        & mem["object_type"].eq("flow")
-        & ~mem["is_managed"].fillna(True).astype(bool),
-        ["environment_id", "object_key", "solution_id", "unique_name"],
-    ].rename(columns={"object_key": "flow_key"})
-    use = ctx.flow_usage[["environment_id", "flow_id", "reference_id", "flow_name"]]
-    use = use.assign(flow_key=use["flow_id"].str.lower())
-    use = use.merge(flow_sols, on=["environment_id", "flow_key"])
-    keys = ["environment_id", "object_key", "solution_id"]
-    ref_sols = ctx.reference_memberships[keys]
-    use = use.assign(object_key=use["reference_id"].str.lower())
-    # An anti-join on the keys alone (memberships are distinct on them), not a wide merge.
-    carried = use[keys].assign(_row=np.arange(len(use))).merge(ref_sols, on=keys)["_row"]
-    lacking = np.ones(len(use), dtype=bool)
-    lacking[carried.to_numpy()] = False
-    missing = use.loc[lacking]
-    return missing.assign(flow_label=missing["flow_name"].fillna(missing["flow_id"]))
+    """[ref_row, flow_code, unique_name, flow_label] where an unmanaged solution holding the
+    flow lacks the reference (``ref_row``: position in references; ``flow_code``: -1 unknown).
+    """
+    mem, links, snap = ctx.memberships, ctx.usage_links, ctx.snapshot
+    use, refs = snap.usages, snap.references
+    flow_sols = np.flatnonzero(
+        (
+            ~mem["is_system"]
+            & mem["object_type"].eq("flow")
+            & ~mem["is_managed"].fillna(True).astype(bool)
+        ).to_numpy(bool)
+    )
+    ref_sols = np.flatnonzero(
+        (mem["object_type"].eq("reference") & ~mem["is_system"]).to_numpy(bool)
+    )
+    u, r, f = (links[col].to_numpy() for col in ("use_row", "ref_row", "flow_row"))
+    # Integer codes for the join keys (each string column hashed once, only the rows that
+    # can match) instead of merges on million-row string columns; ids match case-blind.
+    env_use, env_mem = shared_codes(use["environment_id"], mem["environment_id"])
+    sol = value_codes(mem["solution_id"])
+    flow_use, flow_mem = shared_codes(use["flow_id"].str.lower(), mem["object_key"].iloc[flow_sols])
+    ref_refs, ref_mem = shared_codes(
+        refs["reference_id"].str.lower(), mem["object_key"].iloc[ref_sols]
+    )
+    by_flow = pair_codes([env_use[u], env_mem[flow_sols]], [flow_use[u], flow_mem])
+    pairs = pd.DataFrame({"key": by_flow[0], "link": np.arange(len(u))}).merge(
+        pd.DataFrame({"key": by_flow[1], "mem_row": flow_sols}), on="key"
+    )
+    i, m = pairs["link"].to_numpy(), pairs["mem_row"].to_numpy()
+    # An anti-join on (environment, reference, solution): memberships are distinct on them.
+    by_ref = pair_codes([env_use[u[i]], env_mem[ref_sols]], [ref_refs[r[i]], ref_mem])
+    held = pair_codes(by_ref, [sol[m], sol[ref_sols]])
+    lacking = ~pd.Series(held[0]).isin(held[1]).to_numpy()
+    i, m = i[lacking], m[lacking]
+    known = use["flow_id"].notna().to_numpy(bool)[u[i]]
+    missing = pd.DataFrame(
+        {
+            "ref_row": r[i],
+            "flow_code": np.where(known, links["flow_code"].to_numpy()[i], -1),
+            "unique_name": mem["unique_name"].array.take(m),
+        }
+    )
+    name = pd.Series(snap.flows["name"].array.take(f[i], allow_fill=True))
+    missing["flow_label"] = name.fillna(pd.Series(use["flow_id"].array.take(u[i])))
+    return missing

@@ -16,8 +16,16 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from cleanup.consolidate import unique_first
-from cleanup.rules.base import Rule, RuleContext, register
+from cleanup.consolidate import sort_codes, unique_first
+from cleanup.rules.base import (
+    FINDING_FACTS,
+    Rule,
+    RuleContext,
+    pair_codes,
+    register,
+    shared_codes,
+    to_json_objects,
+)
 from cleanup.rules.settings import NamingSettings
 
 # API name -> (display name, other spellings people use for it in names).
@@ -382,24 +390,29 @@ class BadName(Rule):
             },
             index=refs.index,
         )
-        verdicts = _verdicts(frame, ctx.naming)
-        bad = ~verdicts["compliant"].to_numpy(dtype=bool)
+        codes, table = _verdicts(frame, ctx.naming)
+        bad = ~table["compliant"].to_numpy(dtype=bool)[codes]
         if not bad.any():
             return self.nothing()
-        rows = refs.loc[bad].join(verdicts.loc[bad])
-        rows = rows.assign(area=frame["area"].loc[bad])
-        severity = pd.Series("low", index=rows.index).mask(rows["type_lies"].astype(bool), "medium")
-        detail = rows["detail"].astype("string")
-        fix = _fix(rows)
-        extra = rows[["proposed", "problems", "area", "auto_generated", "type_lies"]]
-        extra = extra.rename(columns={"proposed": "proposed_name"})
+        # Everything but the managed flag depends on the distinct row alone (the area is part
+        # of it): build texts and JSON once per distinct row and gather them by code.
+        rows = refs.loc[bad, [*FINDING_FACTS, "is_managed"]]
+        code = codes[bad]
+        lies = table["type_lies"].to_numpy(dtype=bool)[code]
+        severity = pd.Series("low", index=rows.index).mask(lies, "medium")
+        detail = _gather(table["detail"].astype("string"), code, rows.index)
+        managed = rows["is_managed"].fillna(False).to_numpy(dtype=bool)
+        fix = _gather(_fixes(table["proposed"]), code + managed * len(table), rows.index)
+        extra = table[["proposed", "problems", "area", "auto_generated", "type_lies"]]
+        extra = to_json_objects(extra.rename(columns={"proposed": "proposed_name"}))
+        extra = _gather(extra, code, rows.index)
         return self.findings(rows, detail=detail, suggested_fix=fix, extra=extra, severity=severity)
 
 
-def _verdicts(frame: pd.DataFrame, settings: NamingSettings) -> pd.DataFrame:
-    # One call per distinct combination (names repeat across environments), mapped back to
-    # the rows; one implementation is shared with the linter, so it is not re-written in
-    # vector form.
+def _verdicts(frame: pd.DataFrame, settings: NamingSettings) -> tuple[np.ndarray, pd.DataFrame]:
+    """Return each row's code and, per code, the verdict on its distinct row (and its area)."""
+    # One call per distinct combination (names repeat across environments); one
+    # implementation is shared with the linter, so it is not re-written in vector form.
     cols = ["display_name", "logical_name", "connector", "identity", "area"]
     codes, distinct = _distinct_rows(frame[cols])
     plain = distinct.astype(object).where(distinct.notna(), None)
@@ -412,9 +425,8 @@ def _verdicts(frame: pd.DataFrame, settings: NamingSettings) -> pd.DataFrame:
         columns=["compliant", "problems", "proposed", "auto_generated", "type_lies"],
     )
     table["detail"] = [" ".join(v.problems) for v in checked]
-    out = table.take(codes)
-    out.index = frame.index
-    return out
+    table["area"] = distinct["area"]
+    return codes, table
 
 
 def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -425,32 +437,23 @@ def _distinct_rows(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return codes, frame.iloc[unique_first(codes)[1]].reset_index(drop=True)
 
 
-def _fix(rows: pd.DataFrame) -> pd.Series:
-    rename = "Rename the display name to '" + rows["proposed"].astype("string") + "'"
-    managed = rows["is_managed"].fillna(False).astype(bool)
-    return (rename + " (the logical name stays).").mask(
-        managed, rename + " in the solution's source environment; it is managed here."
-    )
+def _fixes(proposed: pd.Series) -> pd.Series:
+    """Return the fix for each proposal, unmanaged then (offset by its length) managed."""
+    rename = "Rename the display name to '" + proposed.astype("string") + "'"
+    managed = rename + " in the solution's source environment; it is managed here."
+    return pd.concat([rename + " (the logical name stays).", managed], ignore_index=True)
+
+
+def _gather(values: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Return ``values`` at positions ``codes``, on ``index``."""
+    return pd.Series(values.array.take(codes), index=index)
 
 
 def reference_areas(ctx: RuleContext) -> pd.Series:
     """Return each reference's area (index of ``ctx.references``), as the convention uses it."""
     refs = ctx.references
     lookup = {str(k).lower(): v for k, v in ctx.naming.area_map.items()}
-    mem = ctx.reference_memberships
-    keyed = refs[["environment_id", "reference_id", "solution_id"]].assign(
-        object_key=refs["reference_id"].str.lower(), position=range(len(refs))
-    )
-    wanted = ["unique_name", "friendly_name", "publisher_prefix", "publisher_name"]
-    sol = keyed.merge(
-        mem[["environment_id", "object_key", "solution_id", *wanted]],
-        on=["environment_id", "object_key"],
-        suffixes=("_ref", ""),
-    )
-    # The owning solution first, then the others by unique name: a stable, explainable choice.
-    sol = sol.assign(owning=sol["solution_id"].eq(sol["solution_id_ref"]).fillna(False))
-    sol = sol.sort_values(["position", "owning", "unique_name"], ascending=[True, False, True])
-    sol = sol.drop_duplicates("position").set_index("position")
+    sol = _area_solutions(refs, ctx.reference_memberships)
     by_solution = sol["unique_name"].str.lower().map(lookup)
     by_solution = by_solution.fillna(sol["publisher_prefix"].str.lower().map(lookup))
     # Logical names repeat across environments: find each distinct one's prefix once.
@@ -466,3 +469,26 @@ def reference_areas(ctx: RuleContext) -> pd.Series:
     ):
         area = area.fillna(candidate.reindex(area.index).astype("string"))
     return pd.Series(area.fillna("General").to_numpy(), index=refs.index, dtype="string")
+
+
+def _area_solutions(refs: pd.DataFrame, mem: pd.DataFrame) -> pd.DataFrame:
+    """Return, by position in ``refs``, the solution names the area comes from (one each)."""
+    wanted = ["unique_name", "friendly_name", "publisher_prefix", "publisher_name"]
+    env = shared_codes(refs["environment_id"], mem["environment_id"])
+    obj = shared_codes(refs["reference_id"].str.lower(), mem["object_key"])
+    key = pair_codes(env, obj)
+    # Join on integer codes (string merges and sorts are slow on Arrow text).
+    hits = pd.DataFrame({"key": key[0], "position": np.arange(len(refs))}).merge(
+        pd.DataFrame({"key": key[1], "row": np.arange(len(mem))}), on="key"
+    )
+    position, row = hits["position"].to_numpy(), hits["row"].to_numpy()
+    solution = shared_codes(refs["solution_id"], mem["solution_id"])
+    known = refs["solution_id"].notna().to_numpy(bool)[position]
+    known &= mem["solution_id"].notna().to_numpy(bool)[row]
+    owning = known & (solution[0][position] == solution[1][row])
+    # The owning solution first, then the others by unique name: a stable, explainable choice.
+    name = sort_codes(mem["unique_name"])[row]
+    order = np.lexsort((name, ~owning, position))
+    first = order[~pd.Series(position[order]).duplicated().to_numpy()]
+    chosen = mem[wanted].iloc[row[first]]
+    return chosen.set_axis(pd.Index(position[first], name="position"))

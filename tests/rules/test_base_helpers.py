@@ -6,7 +6,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cleanup.rules.base import group_lists, to_json_objects
+from cleanup.rules.base import group_lists, shared_codes, to_json_objects
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORDS = st.sampled_from(["a", "B", "b", "é", "x/y", 'say "hi"', "line\nbreak", "tab\t", "", "☃"])
@@ -88,3 +88,16 @@ def test_group_lists_are_sorted_distinct_values_per_key(rows, keys, limit) -> No
     # Keys in sorted order, missing keys last, as sort_values orders them.
     expected = out[keys].sort_values(keys, kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(out[keys], expected)
+
+
+@SETTINGS
+@given(st.lists(TEXT, max_size=20), st.lists(TEXT, max_size=20))
+def test_shared_codes_are_equal_exactly_for_equal_values(left, right) -> None:
+    """Values (missing ones too) share a code across columns exactly when they are equal."""
+    a, b = pd.Series(left, dtype="string"), pd.Series(right, dtype="string")
+    codes = shared_codes(a, b)
+    values = [*a.fillna("\0NA").tolist(), *b.fillna("\0NA").tolist()]
+    both = [*codes[0].tolist(), *codes[1].tolist()]
+    for i in range(len(values)):
+        for j in range(len(values)):
+            assert (both[i] == both[j]) == (values[i] == values[j])
