@@ -108,5 +108,8 @@ def test_analysis_at_scale_and_memory_are_measured(figures):
     analysis = figures["analysis"]
     assert analysis["outcome"] == "finished"
     assert analysis["usages"] >= 2000
-    assert set(analysis["seconds"]) == {"analyse", "findings", "plan", "report"}
+    stages = {"rules", "build_plan", "findings", "plan", "report"}
+    assert set(analysis["seconds"]) == stages
+    assert analysis["total_seconds"] == sum(analysis["seconds"].values())
+    assert analysis["rules_and_report_seconds"] < analysis["total_seconds"]
     assert figures["night"]["peak_rss_mb"] >= figures["night"]["snapshot_peak_rss_mb"] > 0
