@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import requests
 
+from cleanup import json_text
 from cleanup.config import HttpSettings
 from cleanup.errors import ApiError, ReadOnlyViolation, ThrottledError
 
@@ -285,7 +286,7 @@ def _page_values(body: Any, url: str) -> list[dict[str, Any]]:
 
 def _json_body(response: requests.Response, method: str, url: str) -> Any:
     try:
-        return response.json()
+        return json_text.loads(response.content)
     except ValueError:
         raise ApiError(
             "The service answered with a body that is not valid JSON",

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cleanup import json_text
+
 __all__ = ["ParsedFlow", "ReferenceUse", "decode_flow_file", "parse_clientdata"]
 
 STATUS_OK = "ok"
@@ -123,7 +125,7 @@ def _parse(text: str | None) -> ParsedFlow:
     if not text or text.isspace():
         return _failed(STATUS_EMPTY, "clientdata is empty")
     try:
-        doc = json.loads(text)
+        doc = json_text.loads(text)
     except json.JSONDecodeError as exc:
         return _failed(
             STATUS_INVALID_JSON, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
