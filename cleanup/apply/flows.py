@@ -61,7 +61,9 @@ class TurnOnRefused(StepFailed):
 
 def sha256_text(text: str | None) -> str | None:
     """Return the hex SHA-256 of a text's UTF-8 bytes (None for None)."""
-    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # A lone surrogate (a JSON "\ud800" escape) is hashed as it came, as the snapshot does.
+    raw = None if text is None else text.encode("utf-8", "surrogatepass")
+    return None if raw is None else hashlib.sha256(raw).hexdigest()
 
 
 @dataclass(frozen=True)
