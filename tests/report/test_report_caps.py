@@ -163,6 +163,11 @@ def capped() -> tuple[dict[str, Any], str]:
     return build_context(inp), render_report(inp)
 
 
+def counts_of(view: dict, name: str) -> tuple[int, int, int]:
+    """A capped list's (total, rows shown, rows hidden)."""
+    return view[f"{name}_total"], len(view[name]), view[f"{name}_hidden"]
+
+
 def test_the_run_is_larger_than_every_cap():
     assert FINDINGS > caps.RULE_FINDINGS_SHOWN and NEW > caps.CHANGES_SHOWN
     assert max(caps.ENVIRONMENT_ROWS_SHOWN, caps.ABOUT_ROWS_SHOWN) < ENVIRONMENTS
@@ -233,12 +238,12 @@ def test_duplicate_groups_are_capped_largest_first(capped):
     assert len(big["members"]) == caps.GROUP_ROWS_SHOWN
     assert big["members"][0]["role"] == "survivor"
     assert big["members_hidden"] == BIG_GROUP + 1 - caps.GROUP_ROWS_SHOWN == 4
-    assert (big["moves_total"], len(big["moves"]), big["moves_hidden"]) == (
+    assert counts_of(big, "moves") == (
         BIG_GROUP,
         caps.GROUP_ROWS_SHOWN,
         3,
     )
-    assert (big["leftovers_total"], len(big["leftovers"]), big["leftovers_hidden"]) == (
+    assert counts_of(big, "leftovers") == (
         BIG_GROUP,
         caps.GROUP_ROWS_SHOWN,
         3,
@@ -286,24 +291,24 @@ def test_entity_view_is_capped(capped):
     assert ctx["entities_hidden"] == ENVIRONMENTS - caps.ENTITY_ENVIRONMENTS_SHOWN
     assert [e["name"] for e in shown] == sorted(e["name"] for e in shown)
     big = next(e for e in shown if e["environment_id"] == LAST)  # the most references
-    assert (big["used_total"], len(big["used"]), big["used_hidden"]) == (
+    assert counts_of(big, "used") == (
         USED,
         caps.ENTITY_REFERENCES_SHOWN,
         4,
     )
-    assert (big["unused_total"], len(big["unused"]), big["unused_hidden"]) == (
+    assert counts_of(big, "unused") == (
         UNUSED,
         caps.ENTITY_REFERENCES_SHOWN,
         6,
     )
-    assert (big["missing_total"], len(big["missing"]), big["missing_hidden"]) == (
+    assert counts_of(big, "missing") == (
         MISSING,
         caps.ENTITY_REFERENCES_SHOWN,
         5,
     )
     first = big["used"][0]
     assert first["display_name"] == "Ref 000"
-    assert (first["flows_total"], len(first["flows"]), first["flows_hidden"]) == (
+    assert counts_of(first, "flows") == (
         FLOWS,
         caps.REFERENCE_FLOWS_SHOWN,
         3,
