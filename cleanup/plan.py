@@ -1002,8 +1002,21 @@ class _Unit:
         self.names.append(name)
 
 
-# What the plan reads of a reference: what its content hash covers, and how to address it.
-_REFERENCE_COLUMNS = ("environment_id", "connector", *REFERENCE_HASH_FIELDS, "etag")
+_REFERENCE_COLUMNS = (
+    "environment_id",
+    "reference_id",
+    "logical_name",
+    "display_name",
+    "connector",
+    "connector_id",
+    "connection_id",
+    "custom_connector_id",
+    "description",
+    "is_managed",
+    "owner_id",
+    "modified_on",
+    "etag",
+)
 _FLOW_COLUMNS = (
     "environment_id",
     "flow_id",
