@@ -39,7 +39,8 @@ from cleanup.report import ReportHistory, ReportInput, write_deployment_settings
 from cleanup.report.trend import load_trend
 from cleanup.rules import evaluate_rules, unused_candidates
 from cleanup.shard import Shard, merge_runs
-from cleanup.snapshot.collect import check_dependencies, take_snapshot
+from cleanup.snapshot.collect import take_snapshot
+from cleanup.snapshot.dependencies import DependencyChecks
 from cleanup.snapshot.model import Snapshot
 from cleanup.snapshot.store import load_snapshot, new_run_folder, save_snapshot, write_json
 
@@ -118,13 +119,18 @@ def run_once(
     """
     with run_lock(_lock_path(settings, shard)):
         folder = new_run_folder(settings.run.runs_dir)
-        with open_tenant(settings) as clients:
+        with open_tenant(settings) as clients, DependencyChecks(clients) as dependencies:
             snapshot = take_snapshot(
-                clients, run_id=folder.name, progress=progress, full=full, shard=shard
+                clients,
+                run_id=folder.name,
+                progress=progress,
+                full=full,
+                shard=shard,
+                dependencies=dependencies,
             )
             candidates = unused_candidates(snapshot)
             progress.say(f"Asking the platform about {len(candidates)} possibly unused references.")
-            checks = check_dependencies(clients, snapshot, candidates)
+            checks = dependencies.rows_for(snapshot, candidates)
             snapshot = dataclasses.replace(snapshot, dependency_checks=checks)
             # The clients see the simulator's endpoints when it is on; the run is of the config.
             snapshot.metadata["config_fingerprint"] = settings.fingerprint()

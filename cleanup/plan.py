@@ -123,7 +123,9 @@ class ReferencePreconditions:
 class _Action:
     """Shared behaviour of the action dataclasses: a type tag and a content-derived id."""
 
-    __slots__ = ("_id",)  # the action id, once computed (not a field: it follows from them)
+    # The id and canonical body, once computed (not fields: they follow from them). The body is
+    # kept so that writing plan.json does not render every action a second time.
+    __slots__ = ("_id", "_body")
     kind: ClassVar[str]
     id_prefix: ClassVar[str]
 
@@ -138,6 +140,10 @@ class _Action:
     def canonical_body(self) -> str:
         """The canonical JSON of the action's type and fields: what its id hashes."""
         try:
+            return self._body  # type: ignore[no-any-return]
+        except AttributeError:
+            pass
+        try:
             return self._render()
         except TypeError:  # a field holds something the template does not know: ask json
             return _canonical({"type": self.kind, **_as_json(self)})
@@ -151,9 +157,10 @@ class _Action:
 
 
 def _keep_id(action: _Action, body: str) -> str:
-    """Compute an action's id from its canonical body and remember it on the (frozen) action."""
+    """Compute an action's id from its canonical body and remember both on the (frozen) action."""
     value = f"{action.id_prefix}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
     object.__setattr__(action, "_id", value)
+    object.__setattr__(action, "_body", body)
     return value
 
 

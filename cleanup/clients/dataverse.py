@@ -33,6 +33,7 @@ USER_COLUMNS = (
 TEAM_COLUMNS = "teamid,name,emailaddress,azureactivedirectoryobjectid,teamtype"
 CLOUD_FLOW_FILTER = "category eq 5 and type eq 1"
 WORKFLOW_COMPONENT_TYPE = 29
+DEPENDENCY_TABLE = "RetrieveDependenciesForDelete"  # the table its requests are counted under
 RECORD_NOT_FOUND = "0x80040217"
 ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
@@ -119,7 +120,7 @@ class DataverseClient:
             f"?@p1={object_id}&@p2={int(component_type)}"
         )
         body = self.http.get_json(
-            url, scope=self.scope, tag=self.environment_id, table="RetrieveDependenciesForDelete"
+            url, scope=self.scope, tag=self.environment_id, table=DEPENDENCY_TABLE
         )
         value = body.get("value") if isinstance(body, dict) else None
         if not isinstance(value, list):

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -65,6 +65,19 @@ class Usage:
     bytes: Counter[str]
     by_table: Counter[str]
     throttled: int = 0
+    # (tag, table) -> requests and bytes: what one stage spent when stages overlap
+    by_tag_table: Counter[tuple[str, str]] = field(default_factory=Counter)
+    bytes_by_tag_table: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def without_table(self, table: str) -> Usage:
+        """These counts less what was spent on ``table`` (another stage's requests)."""
+        requests, size = Counter(self.requests), Counter(self.bytes)
+        for (tag, name), count in self.by_tag_table.items():
+            if name == table:
+                requests[tag] -= count
+                size[tag] -= self.bytes_by_tag_table[(tag, name)]
+        by_table = Counter({name: n for name, n in self.by_table.items() if name != table})
+        return Usage(+requests, +size, by_table, self.throttled)
 
 
 class HttpClient:
@@ -209,6 +222,8 @@ class HttpClient:
             self.usage.bytes[tag] += len(response.content)
             if table:
                 self.usage.by_table[table] += 1
+                self.usage.by_tag_table[(tag, table)] += 1
+                self.usage.bytes_by_tag_table[(tag, table)] += len(response.content)
         return response
 
     def _limiter(self, tag: str) -> threading.BoundedSemaphore:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cleanup.simulator.bap import Bap
 from cleanup.simulator.dataverse import Dataverse, instance_url
+from cleanup.simulator.dataverse_rules import index_dependencies
 from cleanup.simulator.faults import FaultRule, Faults, Limiter
 from cleanup.simulator.graph import Graph
 from cleanup.simulator.identity import GRAPH_RESOURCE, Identity, TokenInfo
@@ -96,6 +97,7 @@ class Simulator:
         """Bind (port 0 = any free port), serve HTTPS on a background thread."""
         if self._server is not None:
             return self
+        index_dependencies(self.tenant.environments)
         self._tls = make_server_tls()
         server = SimulatorHttpServer((self.host, self.port if port is None else port), self)
         server.ssl_context = self._tls.context

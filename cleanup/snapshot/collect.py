@@ -18,13 +18,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from cleanup import __version__, schemas
-from cleanup.clients.dataverse import WORKFLOW_COMPONENT_TYPE, DataverseClient
+from cleanup.clients.dataverse import (
+    DEPENDENCY_TABLE,
+    WORKFLOW_COMPONENT_TYPE,
+    DataverseClient,
+)
 from cleanup.clients.platform import PlatformClients
 from cleanup.config import EnvironmentSelection
 from cleanup.errors import ApiError, CleanupError
@@ -40,6 +44,9 @@ from cleanup.snapshot.incremental import (
 )
 from cleanup.snapshot.model import Snapshot
 from cleanup.snapshot.settings import SnapshotSettings
+
+if TYPE_CHECKING:
+    from cleanup.snapshot.dependencies import DependencyChecks
 
 TABLES_PER_ENVIRONMENT = 8  # independent reads of one environment, run side by side
 BATCH_ROWS = 50_000  # rows per table buffered before they become a DataFrame
@@ -83,12 +90,14 @@ def take_snapshot(
     shard: Shard | None = None,
     full: bool = False,
     snapshot_settings: SnapshotSettings | None = None,
+    dependencies: DependencyChecks | None = None,
 ) -> Snapshot:
     """Snapshot every selected environment of the tenant (of this shard, when sharded).
 
     Environments whose last snapshot (under ``run.runs_dir``) is complete are read
     incrementally unless ``full`` is set or a periodic full refresh is due; the settings are
-    ``snapshot_settings``, else ``settings.snapshot``, else the defaults.
+    ``snapshot_settings``, else ``settings.snapshot``, else the defaults. With ``dependencies``,
+    each environment's likely unused references are asked about as soon as it is read.
     """
     settings = clients.settings
     started = time.monotonic()
@@ -120,6 +129,8 @@ def take_snapshot(
         for done, future in enumerate(as_completed(futures), 1):
             result = future.result()
             progress.say(_progress_line(done, len(todo), result))
+            if dependencies is not None:
+                dependencies.start(result.row, result.rows, result.frames)
             _drain(result, sinks)
             results.append(result)
     order = {row["environment_id"]: i for i, row in enumerate(selected)}
@@ -379,7 +390,8 @@ def _assemble(
     started: float,
     shard: Shard | None,
 ) -> Snapshot:
-    usage = clients.http.usage
+    # Dependency checks asked early are their own stage: the snapshot's figures leave them out.
+    usage = clients.http.usage.without_table(DEPENDENCY_TABLE)
     for result in results:
         env_id = result.row["environment_id"]
         result.row["requests"] = usage.requests.get(env_id, 0)
@@ -421,63 +433,3 @@ def _assemble(
 def tables_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Build a conforming frame for a snapshot table from rows."""
     return schemas.frame_from_rows(rows, schemas.SNAPSHOT_TABLES[name])
-
-
-def check_dependencies(
-    clients: PlatformClients, snapshot: Snapshot, candidates: pd.DataFrame
-) -> pd.DataFrame:
-    """Ask the platform what else depends on each candidate (RetrieveDependenciesForDelete).
-
-    Only the candidates are asked, so the cost grows with what might be deleted, not with the
-    tenant. A failed question leaves the reference's usage unknown (``checked`` false).
-    Environments are checked in parallel like the snapshot reads them, and the candidates of
-    one environment side by side within its concurrency allowance.
-    """
-    if candidates.empty:
-        return schemas.empty_frame(schemas.DEPENDENCY_CHECKS)
-    envs = snapshot.environments.set_index("environment_id")
-    by_env: dict[str, list[tuple[int, str]]] = {}
-    pairs = candidates[["environment_id", "reference_id"]].itertuples(index=False)
-    for position, (env_id, ref_id) in enumerate(pairs):
-        by_env.setdefault(env_id, []).append((position, ref_id))
-    http = clients.settings.http
-    rows: list[dict[str, Any]] = [{}] * len(candidates)
-
-    def check_environment(env_id: str) -> None:
-        url, ref_type = envs.at[env_id, "instance_url"], envs.at[env_id, "reference_component_type"]
-        jobs = by_env[env_id]
-        workers = max(1, min(len(jobs), http.concurrency_per_environment))
-        with ThreadPoolExecutor(workers, thread_name_prefix="deps") as pool:
-            answers = pool.map(
-                lambda job: _dependency_row(clients, env_id, job[1], url, ref_type), jobs
-            )
-            for (position, _), row in zip(jobs, answers, strict=True):
-                rows[position] = row
-
-    workers = max(1, min(http.parallel_environments, len(by_env)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="deps-env") as pool:
-        list(pool.map(check_environment, by_env))
-    return tables_frame("dependency_checks", rows)
-
-
-def _dependency_row(
-    clients: PlatformClients, env_id: str, ref_id: str, instance_url: Any, ref_type: Any
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"environment_id": env_id, "reference_id": ref_id, "checked": False}
-    if pd.isna(ref_type) or pd.isna(instance_url):
-        row["error"] = "the environment's component type for connection references is unknown"
-        return row
-    try:
-        found = clients.dataverse(instance_url, env_id).dependencies_for_delete(
-            ref_id, int(ref_type)
-        )
-    except CleanupError as exc:
-        row["error"] = describe_failure(exc)
-        return row
-    pairs = sorted(
-        f"{d.get('dependentcomponenttype')}:{d.get('dependentcomponentobjectid')}"
-        for d in found
-        if isinstance(d, dict)
-    )
-    row.update(checked=True, dependent_count=len(pairs), dependents=";".join(pairs) or None)
-    return row

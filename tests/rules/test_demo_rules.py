@@ -17,7 +17,8 @@ from cleanup.config import RunSettings, Settings, SimulatorSettings
 from cleanup.connect import open_tenant
 from cleanup.rules import evaluate_rules, unused_candidates
 from cleanup.simulator.demo import ENV_DEFAULT, ENV_FINANCE, ENV_HR, ENV_LEGAL, ENV_SANDBOX
-from cleanup.snapshot.collect import check_dependencies, take_snapshot
+from cleanup.snapshot.collect import take_snapshot
+from cleanup.snapshot.dependencies import check_dependencies
 
 HR, FIN, SBX, DEF, LEGAL = ENV_HR, ENV_FINANCE, ENV_SANDBOX, ENV_DEFAULT, ENV_LEGAL
 DEF_REFS = [

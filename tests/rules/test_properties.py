@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from cleanup import schemas
 from cleanup.rules import run_rules, unused_candidates
+from cleanup.snapshot.dependencies import likely_unused
 
 ENVS = ["env1", "env2"]
 CONNECTORS = ["shared_commondataserviceforapps", "shared_sharepointonline"]
@@ -166,3 +167,31 @@ def test_rules_are_deterministic_whatever_the_row_order(build, data) -> None:
         snap.metadata,
     )
     pd.testing.assert_frame_equal(first, run_rules(shuffled))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_early_dependency_guess_is_the_unused_candidates(build, data) -> None:
+    """What the snapshot asks about as each environment finishes is what the rule names."""
+    snap = draw_snapshot(build, data)
+    stored = data.draw(st.booleans())  # flows and usages reused from a stored night, or read
+    guessed = set()
+    for env_row in _plain_rows(snap.environments):
+        env_id = env_row["environment_id"]
+        mine = {
+            name: frame.loc[frame["environment_id"].eq(env_id).fillna(False)]
+            for name, frame in snap.tables().items()
+        }
+        rows = {"references": _plain_rows(mine["references"])}
+        frames = {}
+        if stored:
+            frames = {"flows": mine["flows"], "usages": mine["usages"]}
+        else:
+            rows.update(flows=_plain_rows(mine["flows"]), usages=_plain_rows(mine["usages"]))
+        guessed |= {(env_id, ref_id) for ref_id in likely_unused(env_row, rows, frames)}
+    assert guessed == set(unused_candidates(snap).itertuples(index=False, name=None))
+
+
+def _plain_rows(frame: pd.DataFrame) -> list[dict]:
+    """Rows as the snapshot's readers make them: None for a missing value."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
