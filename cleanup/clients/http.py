@@ -9,6 +9,7 @@ re-acquires the token once on 401, and turns any other failure into ``ApiError``
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -33,16 +34,41 @@ ODATA_SAFE = "$,'()@:/*=-"
 
 
 class VerifyingSession(requests.Session):
-    """A session that always verifies TLS against the configured CA bundle."""
+    """A session that always verifies TLS and reads proxies and CA bundle from the environment once.
+
+    requests would read the environment on every request (it scans ``os.environ`` twice per
+    request) and let a ``~/.netrc`` entry replace the Authorization header (a bearer token, or
+    msal's client credentials). Here: the configured CA, else ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE`` as requests would use them; proxies per origin from ``HTTPS_PROXY`` and
+    ``NO_PROXY``.
+    """
 
     def __init__(self, verify: str | bool) -> None:
         super().__init__()
-        self._verify = verify
+        self.trust_env = False
+        self._verify = verify if verify is not True else (_environment_ca_bundle() or True)
+        self._proxies: dict[str, dict[str, str]] = {}
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         """Send a request, forcing the configured verification (environment cannot weaken it)."""
         kwargs["verify"] = self._verify
+        text = url if isinstance(url, str) else url.decode()
+        kwargs.setdefault("proxies", self.proxies_for(text))
         return super().request(method, url, *args, **kwargs)
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """The environment's proxies for the URL's origin (none where NO_PROXY says so)."""
+        origin = "/".join(url.split("/", 3)[:3])
+        proxies = self._proxies.get(origin)
+        if proxies is None:
+            proxies = requests.utils.get_environ_proxies(origin)
+            self._proxies[origin] = proxies
+        return proxies
+
+
+def _environment_ca_bundle() -> str | None:
+    """The CA bundle the environment names for requests, if any."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 class TokenSource(Protocol):
@@ -80,6 +106,11 @@ class Usage:
         return Usage(+requests, +size, by_table, self.throttled)
 
 
+def _environment_ca_bundle() -> str | None:
+    """The CA bundle the environment names for requests, if any."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 class HttpClient:
     """A requests session with the project's rules for talking to Microsoft APIs."""
 
@@ -95,13 +126,13 @@ class HttpClient:
     ) -> None:
         self.settings = settings
         self.tokens = tokens
-        self.session = session or requests.Session()
+        self.session = session or VerifyingSession(ca_bundle or True)
         # One pooled connection per possible concurrent request, so none is opened and discarded.
         pool = settings.parallel_environments * max(settings.concurrency_per_environment, 5)
         self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=pool))
         # Verification is always on. Passed on every request because requests lets
         # REQUESTS_CA_BUNDLE override a session-level setting, which would drop a configured CA.
-        self._verify: str | bool = ca_bundle or True
+        self._verify: str | bool = ca_bundle or _environment_ca_bundle() or True
         self.session.headers["User-Agent"] = USER_AGENT
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -154,6 +185,14 @@ class HttpClient:
                     method, url, scope, tag, table, params, headers, json_body
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # not transient: say what to do
+                    raise ApiError(
+                        "The server's TLS certificate could not be verified. If a proxy or a "
+                        "private CA signs it, set endpoints.ca_bundle (or REQUESTS_CA_BUNDLE) to "
+                        "that CA's PEM file; verification is never switched off",
+                        method=method,
+                        url=url,
+                    ) from exc
                 if not retry_on_timeout or attempt >= self.settings.max_retries:
                     raise ApiError(
                         f"No answer ({type(exc).__name__}); check the network or raise "
