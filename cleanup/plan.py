@@ -1549,7 +1549,9 @@ def _group_rewires(
         t_id = refs.values["reference_id"][target]
         t_dn = refs.values["display_name"][target] or t_ln
         target_problem = None
-        if not (refs.values["connection_id"][target] or "").strip():
+        if not t_ln:  # a flow key names its reference by logical name
+            target_problem = "the survivor has no logical name for a flow to point at"
+        elif not (refs.values["connection_id"][target] or "").strip():
             target_problem = f"the survivor '{t_ln}' is not bound to a connection"
     protected = bool(ctx.settings.protected_patterns)
     add_action, add_name = unit.actions.append, unit.names.append

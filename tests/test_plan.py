@@ -435,6 +435,20 @@ def test_no_rewire_to_an_unbound_survivor() -> None:
     assert "not bound to a connection" in skip_reasons(plan, "f1/shared_x_1")[0]
 
 
+def test_no_rewire_to_a_survivor_without_a_logical_name(tmp_path: Path) -> None:
+    snap = duplicate_snapshot(
+        references=[
+            ref("a", connection_id="c1", display_name=SURVIVOR_NAME, logical_name=None),
+            ref("b", connection_id="c1", logical_name="new_sharedx_4f2a1"),
+        ]
+    )
+    plan = plan_for(snap)
+    assert plan.actions == ()
+    assert "no logical name" in skip_reasons(plan, "f1/shared_x_1")[0]
+    assert skip_reasons(plan, "b") == ["a flow key that uses it could not be rewired"]
+    assert load_plan(save_plan(plan, tmp_path / "plan.json")).content_hash == plan.content_hash
+
+
 # --------------------------------------------------------------------------------------------
 # Settings: protected names, renames, limits
 
