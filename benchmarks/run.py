@@ -48,8 +48,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
@@ -58,6 +56,7 @@ import simproc  # noqa: E402
 
 from cleanup import json_text, pipeline  # noqa: E402
 from cleanup.clients.auth import TokenProvider  # noqa: E402
+from cleanup.clients.http import VerifyingSession  # noqa: E402
 from cleanup.clients.platform import build_clients  # noqa: E402
 from cleanup.config import (  # noqa: E402
     EndpointSettings,
@@ -314,14 +313,12 @@ def physical_bound(
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        session = requests.Session()
+        # The job's session class: it reads the environment once, not on every request.
+        session = VerifyingSession(settings.endpoints.ca_bundle)
         try:
             for url, scope, headers in jobs[n::threads]:
-                # verify per request: a session-level CA would lose to REQUESTS_CA_BUNDLE
                 body = session.get(
-                    url,
-                    headers={"Authorization": f"Bearer {tokens.token(scope)}", **headers},
-                    verify=settings.endpoints.ca_bundle,
+                    url, headers={"Authorization": f"Bearer {tokens.token(scope)}", **headers}
                 ).content
                 started = time.thread_time()
                 parse(body, inner)
@@ -616,7 +613,13 @@ def benchmark(sim: Any, settings: Settings, args: argparse.Namespace) -> dict[st
     # bound is one replay of every request of both, and each stage alone bounds the pair too.
     since, until = marks["start"], marks["dependency_checks"]
     physical = {
-        variant: physical_bound(sim, settings, since, until, args.physical_threads, inner)
+        variant: min(
+            (
+                physical_bound(sim, settings, since, until, args.physical_threads, inner)
+                for _ in range(args.physical_repeats)
+            ),
+            key=lambda run: run["seconds"],
+        )
         for variant, inner in (("p2", True), ("p1", False))
     }
     out["physical"] = physical
@@ -718,14 +721,14 @@ def incremental_nights(
         "snapshot_requests": second["snapshot_requests"],
         "snapshot_requests_bound": expected,
         "snapshot_bytes": second["snapshot_bytes"],
-        "snapshot_seconds": second["seconds"]["snapshot"],
+        # Snapshot and dependency checks overlap: their sum is the night's time at the API.
+        "api_seconds": second["seconds"]["snapshot"] + second["seconds"]["dependency_checks"],
         "snapshot_peak_rss_mb": second["peak_rss_mb_after"]["snapshot"],
         "by_table": second["by_table"],
         "throttled": served["throttled"],
         "full_snapshot_requests": full["snapshot_requests"],
         "full_snapshot_bytes": full["snapshot_bytes"],
-        "full_snapshot_seconds": full["seconds"]["snapshot"],
-        "first_snapshot_seconds": first["seconds"]["snapshot"],
+        "full_api_seconds": full["seconds"]["snapshot"] + full["seconds"]["dependency_checks"],
         "listing_requests_bound": listing,
         "full_requests_bound": bound["total"],
         "tables_differing_from_full": differing_tables(second["snapshot"], full["snapshot"]),
@@ -831,9 +834,9 @@ def report(figures: dict[str, Any]) -> None:
         print(
             f"\nincremental night after {inc['changes']}: modes {inc['modes']}, "
             f"{inc['snapshot_requests']} requests (bound {inc['snapshot_requests_bound']}), "
-            f"{inc['snapshot_bytes'] / mb:.2f} MiB, {inc['snapshot_seconds']:.2f} s; a full "
+            f"{inc['snapshot_bytes'] / mb:.2f} MiB, {inc['api_seconds']:.2f} s at the API; a full "
             f"night: {inc['full_snapshot_requests']} requests, "
-            f"{inc['full_snapshot_bytes'] / mb:.1f} MiB, {inc['full_snapshot_seconds']:.2f} s; "
+            f"{inc['full_snapshot_bytes'] / mb:.1f} MiB, {inc['full_api_seconds']:.2f} s; "
             f"tables differing from the full read: {inc['tables_differing_from_full'] or 'none'}"
         )
     if "analysis" in figures:
@@ -875,6 +878,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--concurrency-per-environment", type=int, default=HttpSettings.concurrency_per_environment
     )
     parser.add_argument("--physical-threads", type=int, default=4)
+    parser.add_argument(
+        "--physical-repeats", type=int, default=2, help="replays per bound; the fastest counts"
+    )
     parser.add_argument("--naive-environments", type=int, default=None)
     parser.add_argument("--incremental", action="store_true", help="measure a second night")
     parser.add_argument("--changed", type=float, default=0.01, help="share of flows changed")
