@@ -97,18 +97,13 @@ class Usage:
 
     def without_table(self, table: str) -> Usage:
         """These counts less what was spent on ``table`` (another stage's requests)."""
-        requests, size = Counter(self.requests), Counter(self.bytes)
+        sent, size = Counter(self.requests), Counter(self.bytes)
         for (tag, name), count in self.by_tag_table.items():
             if name == table:
-                requests[tag] -= count
+                sent[tag] -= count
                 size[tag] -= self.bytes_by_tag_table[(tag, name)]
         by_table = Counter({name: n for name, n in self.by_table.items() if name != table})
-        return Usage(+requests, +size, by_table, self.throttled)
-
-
-def _environment_ca_bundle() -> str | None:
-    """The CA bundle the environment names for requests, if any."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+        return Usage(+sent, +size, by_table, self.throttled)
 
 
 class HttpClient:
