@@ -877,7 +877,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency-per-environment", type=int, default=HttpSettings.concurrency_per_environment
     )
-    parser.add_argument("--physical-threads", type=int, default=4)
+    parser.add_argument("--physical-threads", type=int, default=8)
     parser.add_argument(
         "--physical-repeats", type=int, default=2, help="replays per bound; the fastest counts"
     )
