@@ -32,6 +32,7 @@ from cleanup.clients.dataverse import (
 from cleanup.clients.platform import PlatformClients
 from cleanup.config import EnvironmentSelection
 from cleanup.errors import ApiError, CleanupError
+from cleanup.gil import SNAPSHOT_SWITCH_INTERVAL, switch_interval
 from cleanup.progress import QUIET, Progress
 from cleanup.shard import Shard, skip_reason
 from cleanup.snapshot import tables
@@ -82,6 +83,7 @@ class EnvironmentResult:
         return len(self.rows.get(table, [])) + (0 if frame is None else len(frame))
 
 
+@switch_interval(SNAPSHOT_SWITCH_INTERVAL)
 def take_snapshot(
     clients: PlatformClients,
     *,
