@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 from cleanup import __version__
 from cleanup.consolidate import BLOCK_MANAGED_FLOW, Proposals, other_dependents
 from cleanup.errors import ConfigError, PlanError
-from cleanup.gc_pause import gc_paused
+from cleanup.interpreter import gc_paused
 from cleanup.snapshot.model import Snapshot
 
 PLAN_FORMAT = "connref-cleanup-plan"

@@ -10,7 +10,6 @@ put back as it was; if even that fails it is reported as OFF, at the top of the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from cleanup.clients.http import dumps_compact
 from cleanup.errors import CleanupError
 from cleanup.plan import FLOW_STATES, FlowPreconditions, RewireFlowKey
 from cleanup.snapshot.clientdata import parse_clientdata
-from cleanup.snapshot.tables import connector_name
+from cleanup.snapshot.tables import clientdata_bytes, connector_name, sha256_hex
 
 FLOW_SELECT = "workflowid,name,statecode,statuscode,ismanaged,modifiedon,clientdata"
 STATE_SELECT = "workflowid,statecode,statuscode,modifiedon"
@@ -60,10 +59,8 @@ class TurnOnRefused(StepFailed):
 
 
 def sha256_text(text: str | None) -> str | None:
-    """Return the hex SHA-256 of a text's UTF-8 bytes (None for None)."""
-    # A lone surrogate (a JSON "\ud800" escape) is hashed as it came, as the snapshot does.
-    raw = None if text is None else text.encode("utf-8", "surrogatepass")
-    return None if raw is None else hashlib.sha256(raw).hexdigest()
+    """Return the hex SHA-256 of a clientdata text, as the snapshot takes it (None for None)."""
+    return None if text is None else sha256_hex(clientdata_bytes(text))
 
 
 @dataclass(frozen=True)

@@ -115,19 +115,16 @@ class HttpClient:
         tokens: TokenSource,
         *,
         ca_bundle: str = "",
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
-        self.session = session or VerifyingSession(ca_bundle or True)
+        # Verification is always on: the session forces the CA on every request.
+        self.session = VerifyingSession(ca_bundle or True)
         # One pooled connection per possible concurrent request, so none is opened and discarded.
         pool = settings.parallel_environments * max(settings.concurrency_per_environment, 5)
         self.session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=pool))
-        # Verification is always on. Passed on every request because requests lets
-        # REQUESTS_CA_BUNDLE override a session-level setting, which would drop a configured CA.
-        self._verify: str | bool = ca_bundle or _environment_ca_bundle() or True
         self.session.headers["User-Agent"] = USER_AGENT
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -249,7 +246,6 @@ class HttpClient:
                 headers=all_headers,
                 json=json_body,
                 timeout=self.settings.timeout_seconds,
-                verify=self._verify,
             )
         with self._lock:
             self.usage.requests[tag] += 1

@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 from cleanup import schemas
 from cleanup.consolidate import Proposals
 from cleanup.errors import ConfigError
-from cleanup.gc_pause import gc_paused
 from cleanup.history import History
+from cleanup.interpreter import gc_paused
 from cleanup.rules.base import REGISTRY, Rule, RuleContext, register
 from cleanup.rules.settings import (
     ExclusionSettings,

@@ -32,7 +32,7 @@ from cleanup.clients.dataverse import (
 from cleanup.clients.platform import PlatformClients
 from cleanup.config import EnvironmentSelection
 from cleanup.errors import ApiError, CleanupError
-from cleanup.gil import SNAPSHOT_SWITCH_INTERVAL, switch_interval
+from cleanup.interpreter import SNAPSHOT_SWITCH_INTERVAL, switch_interval
 from cleanup.progress import QUIET, Progress
 from cleanup.shard import Shard, skip_reason
 from cleanup.snapshot import tables

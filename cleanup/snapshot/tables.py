@@ -120,6 +120,12 @@ def reference_row(environment_id: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def clientdata_bytes(text: str) -> bytes:
+    """Clientdata as the bytes its hash and size are taken of (UTF-8, lone surrogates kept)."""
+    # A lone surrogate (a JSON "\ud800" escape) is hashed as it came, in snapshot and apply.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def sha256_hex(raw: bytes) -> str:
     """The SHA-256 of ``raw`` in hex, computed without letting go of the GIL."""
     # hashlib hands the GIL over for inputs of 2,048 bytes or more. For one flow's clientdata
@@ -139,7 +145,7 @@ def flow_rows(
     flow_id = _required(row, "workflowid", "cloud flow")
     clientdata = row.get("clientdata")
     parsed = parse_clientdata(clientdata)  # an odd type is reported as invalid, never a crash
-    raw = clientdata.encode("utf-8", "surrogatepass") if isinstance(clientdata, str) else b""
+    raw = clientdata_bytes(clientdata) if isinstance(clientdata, str) else b""
     flow = {
         "environment_id": environment_id,
         "flow_id": flow_id,
