@@ -217,8 +217,11 @@ def run_night(
     stages = Stages(mark)
     cpu = _cpu()
     with DependencyChecks(clients) as dependencies:
+        workers_cpu = _cpu(resource.RUSAGE_CHILDREN)
         snapshot = take_snapshot(clients, run_id=folder.name, full=full, dependencies=dependencies)
         snapshot_cpu = _cpu() - cpu
+        # The parse workers have exited by now; the simulator (also a child) is still running.
+        workers_cpu = _cpu(resource.RUSAGE_CHILDREN) - workers_cpu
         stages.done("snapshot")
         candidates = unused_candidates(snapshot)
         checks = dependencies.rows_for(snapshot, candidates)
@@ -238,6 +241,11 @@ def run_night(
         "seconds": stages.seconds,
         "peak_rss_mb_after": stages.peak_rss_mb,
         "snapshot_cpu": snapshot_cpu,
+        "parse_workers": {
+            **snapshot.metadata["flow_pages"],
+            "cpu_seconds": workers_cpu,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        },
         "requests": sum(usage.requests.values()),
         "snapshot_requests": snapshot.metadata["requests"]["total"],
         "by_table": dict(usage.by_table),
@@ -261,8 +269,8 @@ def write_outputs_timed(
     stages.done("report")
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -581,6 +589,7 @@ def benchmark(sim: Any, settings: Settings, args: argparse.Namespace) -> dict[st
             "seconds",
             "peak_rss_mb_after",
             "snapshot_cpu",
+            "parse_workers",
             "requests",
             "snapshot_requests",
             "by_table",
@@ -598,7 +607,8 @@ def benchmark(sim: Any, settings: Settings, args: argparse.Namespace) -> dict[st
         references=len(snapshot.references),
         complete=snapshot.metadata.get("complete"),
         api_seconds=api_seconds,
-        peak_rss_mb=max(night["peak_rss_mb_after"].values()),
+        # This process's peak plus every parse worker at its peak at once: an upper bound.
+        peak_rss_mb=max(night["peak_rss_mb_after"].values()) + _workers_rss(night),
         snapshot_peak_rss_mb=night["peak_rss_mb_after"]["snapshot"],
     )
     out["served"] = served
@@ -735,6 +745,12 @@ def incremental_nights(
     }
 
 
+def _workers_rss(night: dict[str, Any]) -> float:
+    workers = night["parse_workers"]
+    used = workers["pages_in_workers"] > 0
+    return workers["processes"] * workers["peak_rss_mb"] if used else 0.0
+
+
 def machine() -> dict[str, Any]:
     """This machine, for the figures table."""
     info: dict[str, Any] = {
@@ -785,7 +801,13 @@ def report(figures: dict[str, Any]) -> None:
     print(f"\nbytes received: {night['bytes'] / mb:.1f} MiB (snapshot {snapshot_mib:.1f} MiB)")
     print("wall seconds by stage: " + _pairs(night["seconds"], "{:.2f}"))
     print("peak RSS (MiB) after each stage: " + _pairs(night["peak_rss_mb_after"], "{:.0f}"))
-    print(f"snapshot CPU of this process: {night['snapshot_cpu']:.2f} s")
+    workers = night["parse_workers"]
+    print(
+        f"snapshot CPU of this process: {night['snapshot_cpu']:.2f} s; flow pages parsed in "
+        f"{workers['processes']} worker process(es): {workers['pages_in_workers']} "
+        f"({workers['cpu_seconds']:.2f} s CPU, peak RSS {workers['peak_rss_mb']:.0f} MiB each), "
+        f"in the reading threads: {workers['pages_in_thread']}"
+    )
     print(
         f"flows {night['flows']}, usages {night['usages']}, references {night['references']}, "
         f"unused candidates {night['candidates']}, complete {night['complete']}"

@@ -13,6 +13,8 @@ CleanupError
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CleanupError(Exception):
     """Base of every error this tool raises on purpose."""
@@ -58,6 +60,16 @@ class ApiError(CleanupError):
             parts.append(f"request id {request_id}")
         super().__init__(" | ".join(parts))
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its parts, so an error raised in a worker process reads the same here.
+        details = (self.status, self.code, self.method, self.url, self.request_id)
+        return (_rebuild_api_error, (type(self), self.message, details))
+
+
+def _rebuild_api_error(cls: type[ApiError], message: str, details: tuple[Any, ...]) -> ApiError:
+    status, code, method, url, request_id = details
+    return cls(message, status=status, code=code, method=method, url=url, request_id=request_id)
 
 
 class ThrottledError(ApiError):

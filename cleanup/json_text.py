@@ -22,3 +22,20 @@ def loads(data: str | bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data)
+
+
+def odata_page(
+    body: str | bytes, link_key: str = "@odata.nextLink"
+) -> tuple[list[Any], str | None]:
+    """A collection page's ``value`` list and its next link; ValueError says what is wrong."""
+    try:
+        doc = loads(body)
+    except ValueError:
+        # Not the parser's message: it can quote the whole body, and pickling ships it too.
+        raise ValueError("a body that is not valid JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
+        raise ValueError("a body without a 'value' list")
+    link = doc.get(link_key)
+    if link is not None and not isinstance(link, str):
+        raise ValueError(f"a '{link_key}' that is not a string")
+    return doc["value"], link or None

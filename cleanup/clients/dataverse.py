@@ -12,7 +12,8 @@ from typing import Any
 
 import requests
 
-from cleanup.clients.http import HttpClient
+from cleanup import json_text
+from cleanup.clients.http import HttpClient, PageDecoder
 from cleanup.errors import ApiError
 
 REFERENCE_COLUMNS = (
@@ -49,9 +50,14 @@ class DataverseClient:
         self.scope = f"{base}/.default"
 
     def pages(
-        self, entity_set: str, select: str, filter_: str = ""
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the pages of an entity set with ``$select`` (and ``$filter``)."""
+        self,
+        entity_set: str,
+        select: str,
+        filter_: str = "",
+        *,
+        decode: PageDecoder = json_text.odata_page,
+    ) -> Iterator[Any]:
+        """Yield the pages of an entity set with ``$select`` (and ``$filter``), decoded."""
         params = {"$select": select}
         if filter_:
             params["$filter"] = filter_
@@ -61,6 +67,7 @@ class DataverseClient:
             params=params,
             tag=self.environment_id,
             table=entity_set,
+            decode=decode,
         )
 
     def rows(self, entity_set: str, select: str, filter_: str = "") -> list[dict[str, Any]]:
@@ -71,12 +78,14 @@ class DataverseClient:
         """Return every connection reference (no state filter: they have no real on/off)."""
         return self.rows("connectionreferences", REFERENCE_COLUMNS)
 
-    def cloud_flow_pages(self, modified_after: str = "") -> Iterator[list[dict[str, Any]]]:
-        """Yield pages of cloud flows (category 5, type 1) with their clientdata."""
+    def cloud_flow_pages(
+        self, modified_after: str = "", *, decode: PageDecoder = json_text.odata_page
+    ) -> Iterator[Any]:
+        """Yield pages of cloud flows (category 5, type 1) with their clientdata, decoded."""
         filter_ = CLOUD_FLOW_FILTER
         if modified_after:
             filter_ += f" and modifiedon gt {modified_after}"
-        return self.pages("workflows", FLOW_COLUMNS, filter_)
+        return self.pages("workflows", FLOW_COLUMNS, filter_, decode=decode)
 
     def solutions(self) -> list[dict[str, Any]]:
         """Return every solution."""

@@ -71,6 +71,10 @@ def _environment_ca_bundle() -> str | None:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
+# A page body -> (what to yield for the page, the next page's link or None).
+PageDecoder = Callable[[bytes], tuple[Any, str | None]]
+
+
 class TokenSource(Protocol):
     """What the HTTP client needs from authentication."""
 
@@ -280,36 +284,71 @@ class HttpClient:
         return self._rng.uniform(ceiling / 2, ceiling)
 
     def odata_pages(
-        self, url: str, *, scope: str, params: dict[str, str], tag: str, table: str
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the pages of a Dataverse collection, following @odata.nextLink unchanged."""
+        self,
+        url: str,
+        *,
+        scope: str,
+        params: dict[str, str],
+        tag: str,
+        table: str,
+        decode: PageDecoder = json_text.odata_page,
+    ) -> Iterator[Any]:
+        """Yield the pages of a Dataverse collection, following @odata.nextLink unchanged.
+
+        ``decode`` turns a page's body into what is yielded and the next link (by default the
+        ``value`` list); a ValueError from it is reported as an unreadable answer.
+        """
         headers = {
             "Accept": "application/json",
             "OData-MaxVersion": "4.0",
             "OData-Version": "4.0",
             "Prefer": f'odata.maxpagesize={self.settings.page_size},odata.include-annotations="*"',
         }
-        next_url: str | None = url
-        next_params: dict[str, str] | None = params
-        while next_url:
-            body = self.get_json(
-                next_url, scope=scope, tag=tag, table=table, params=next_params, headers=headers
-            )
-            yield _page_values(body, next_url)
-            next_url = body.get("@odata.nextLink")
-            next_params = None  # the next link already carries every query option
+        return self._pages(url, scope, params, tag, table, headers, decode)
 
     def arm_pages(
         self, url: str, *, scope: str, params: dict[str, str], tag: str, table: str
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the pages of an ARM-style collection, following ``nextLink``."""
+        return self._pages(
+            url, scope, params, tag, table, {}, lambda body: json_text.odata_page(body, "nextLink")
+        )
+
+    def _pages(
+        self,
+        url: str,
+        scope: str,
+        params: dict[str, str],
+        tag: str,
+        table: str,
+        headers: dict[str, str],
+        decode: PageDecoder,
+    ) -> Iterator[Any]:
         next_url: str | None = url
         next_params: dict[str, str] | None = params
         while next_url:
-            body = self.get_json(next_url, scope=scope, tag=tag, table=table, params=next_params)
-            yield _page_values(body, next_url)
-            next_url = body.get("nextLink")
-            next_params = None
+            response = self.send(
+                "GET",
+                next_url,
+                scope=scope,
+                tag=tag,
+                table=table,
+                params=next_params,
+                headers=headers,
+            )
+            try:
+                page, link = decode(response.content)
+            except ValueError as exc:
+                raise ApiError(
+                    f"The service answered with {exc}",
+                    status=response.status_code,
+                    url=next_url,
+                    request_id=_request_id(response),
+                ) from None
+            del response  # the body can be megabytes: let it go before the next page arrives
+            yield page
+            next_url = link
+            next_params = None  # the next link already carries every query option
 
 
 def encode_query(params: dict[str, str]) -> str:
@@ -321,12 +360,6 @@ def encode_query(params: dict[str, str]) -> str:
     return "&".join(
         f"{quote(key, safe='$@')}={quote(value, safe=ODATA_SAFE)}" for key, value in params.items()
     )
-
-
-def _page_values(body: Any, url: str) -> list[dict[str, Any]]:
-    if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-        raise ApiError("The service answered without a 'value' list", status=200, url=url)
-    return body["value"]
 
 
 def _json_body(response: requests.Response, method: str, url: str) -> Any:

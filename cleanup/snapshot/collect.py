@@ -12,6 +12,8 @@ On an incremental night (``cleanup.snapshot.incremental``) only changed flows ar
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,9 +38,11 @@ from cleanup.interpreter import SNAPSHOT_SWITCH_INTERVAL, switch_interval
 from cleanup.progress import QUIET, Progress
 from cleanup.shard import Shard, skip_reason
 from cleanup.snapshot import tables
+from cleanup.snapshot.flowpages import FlowPageParser, parse_flow_page
 from cleanup.snapshot.incremental import (
     FlowBase,
     FlowRead,
+    PageParser,
     find_bases,
     read_flows_full,
     read_flows_incremental,
@@ -93,14 +97,35 @@ def take_snapshot(
     full: bool = False,
     snapshot_settings: SnapshotSettings | None = None,
     dependencies: DependencyChecks | None = None,
+    flow_pages: FlowPageParser | None = None,
 ) -> Snapshot:
     """Snapshot every selected environment of the tenant (of this shard, when sharded).
 
     Environments whose last snapshot (under ``run.runs_dir``) is complete are read
     incrementally unless ``full`` is set or a periodic full refresh is due; the settings are
     ``snapshot_settings``, else ``settings.snapshot``, else the defaults. With ``dependencies``,
-    each environment's likely unused references are asked about as soon as it is read.
+    each environment's likely unused references are asked about as soon as it is read. Flow
+    pages are parsed by ``flow_pages`` (else by worker processes as the settings say).
     """
+    snapshot_settings = snapshot_settings or clients.settings.snapshot
+    with contextlib.ExitStack() as stack:
+        if flow_pages is None:
+            flow_pages = stack.enter_context(FlowPageParser(snapshot_settings.processes()))
+        return _take_snapshot(
+            clients, run_id, progress, shard, full, snapshot_settings, dependencies, flow_pages
+        )
+
+
+def _take_snapshot(
+    clients: PlatformClients,
+    run_id: str,
+    progress: Progress,
+    shard: Shard | None,
+    full: bool,
+    snapshot_settings: SnapshotSettings,
+    dependencies: DependencyChecks | None,
+    flow_pages: FlowPageParser,
+) -> Snapshot:
     settings = clients.settings
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
@@ -111,7 +136,7 @@ def take_snapshot(
         settings.run.runs_dir,
         [row["environment_id"] for row in todo],
         run_id=run_id,
-        settings=snapshot_settings or settings.snapshot,
+        settings=snapshot_settings,
         tool_version=__version__,
         full=full,
     )
@@ -125,7 +150,13 @@ def take_snapshot(
     workers = max(1, min(settings.http.parallel_environments, len(todo)))
     with ThreadPoolExecutor(workers, thread_name_prefix="env") as pool:
         futures = [
-            pool.submit(snapshot_environment, clients, row, base=bases.get(row["environment_id"]))
+            pool.submit(
+                snapshot_environment,
+                clients,
+                row,
+                base=bases.get(row["environment_id"]),
+                parse=flow_pages,
+            )
             for row in todo
         ]
         for done, future in enumerate(as_completed(futures), 1):
@@ -138,7 +169,9 @@ def take_snapshot(
     order = {row["environment_id"]: i for i, row in enumerate(selected)}
     results.sort(key=lambda r: order[r.row["environment_id"]])
     frames = {name: _in_order(sink.frame(), order) for name, sink in sinks.items()}
-    return _assemble(results, frames, clients, run_id, started_at, started, shard)
+    snapshot = _assemble(results, frames, clients, run_id, started_at, started, shard)
+    snapshot.metadata["flow_pages"] = dataclasses.asdict(flow_pages.counts)
+    return snapshot
 
 
 def select_environments(
@@ -167,12 +200,16 @@ def select_environments(
 
 
 def snapshot_environment(
-    clients: PlatformClients, env_row: dict[str, Any], *, base: FlowBase | str | None = None
+    clients: PlatformClients,
+    env_row: dict[str, Any],
+    *,
+    base: FlowBase | str | None = None,
+    parse: PageParser = parse_flow_page,
 ) -> EnvironmentResult:
     """Read every table of one environment; failures make it incomplete, never fatal.
 
     ``base`` is the environment's stored flows to read incrementally against, or the reason
-    it is read in full (``None``: a full read).
+    it is read in full (``None``: a full read); ``parse`` turns flow pages into rows.
     """
     started = time.monotonic()
     env_id = env_row["environment_id"]
@@ -180,7 +217,7 @@ def snapshot_environment(
     result = EnvironmentResult(dict(env_row))
     flow_base = base if isinstance(base, FlowBase) else None
     tasks: dict[str, Callable[[], Any]] = {
-        "flows": lambda: _read_flows(dv, flow_base),
+        "flows": lambda: _read_flows(dv, flow_base, parse),
         "references": lambda: [tables.reference_row(env_id, r) for r in dv.connection_references()],
         "solutions": dv.solutions,
         "publishers": dv.publishers,
@@ -207,10 +244,10 @@ def snapshot_environment(
     return result
 
 
-def _read_flows(dv: DataverseClient, base: FlowBase | None) -> FlowRead:
+def _read_flows(dv: DataverseClient, base: FlowBase | None, parse: PageParser) -> FlowRead:
     if base is None:
-        return read_flows_full(dv, tables.flow_rows)
-    return read_flows_incremental(dv, base, tables.flow_rows)
+        return read_flows_full(dv, parse)
+    return read_flows_incremental(dv, base, parse)
 
 
 def _read_components(dv: DataverseClient) -> tuple[int | None, list[dict[str, Any]] | None]:

@@ -24,7 +24,9 @@ import pandas as pd
 
 from cleanup import schemas
 from cleanup.clients.dataverse import CLOUD_FLOW_FILTER, FLOW_COLUMNS, DataverseClient
+from cleanup.clients.http import PageDecoder
 from cleanup.errors import SnapshotError
+from cleanup.snapshot.flowpages import FlowPage
 from cleanup.snapshot.settings import SnapshotSettings
 from cleanup.snapshot.store import METADATA_FILE, SNAPSHOT_DIR
 
@@ -34,7 +36,8 @@ MAX_RUNS_SCANNED = 31  # runs that read a wanted environment: older ones are not
 MAX_FOLDERS_OPENED = 2000  # metadata files read at most, whatever the layout
 ODATA_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
-FlowParser = Callable[[str, dict[str, Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
+# (environment id, a page body) -> that page's rows: a FlowPageParser, or parse_flow_page.
+PageParser = Callable[[str, bytes], FlowPage]
 
 
 @dataclass
@@ -62,6 +65,12 @@ class FlowRead:
     reused_flows: pd.DataFrame | None = None
     reused_usages: pd.DataFrame | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, page: FlowPage) -> list[str]:
+        """Add a page's rows; return the ids of its flows."""
+        self.flows.extend(page.flows)
+        self.usages.extend(page.usages)
+        return [flow["flow_id"] for flow in page.flows]
 
     @property
     def flow_count(self) -> int:
@@ -173,16 +182,16 @@ def _read_table(folder: Path, name: str, environment_ids: list[str]) -> pd.DataF
     return schemas.conform(frame, schemas.SNAPSHOT_TABLES[name], name=f"{folder.name}/{name}")
 
 
-def read_flows_full(dv: DataverseClient, parse: FlowParser) -> FlowRead:
+def read_flows_full(dv: DataverseClient, parse: PageParser) -> FlowRead:
     """Read every cloud flow with its clientdata, parsing each page as it arrives."""
     read = FlowRead(info={"flows_fetched": 0})
-    for page in dv.cloud_flow_pages():
-        _parse_page(dv.environment_id, page, parse, read)
+    for page in dv.cloud_flow_pages(decode=_decoder(dv, parse)):
+        read.add(page)
     read.info["flows_fetched"] = len(read.flows)
     return read
 
 
-def read_flows_incremental(dv: DataverseClient, base: FlowBase, parse: FlowParser) -> FlowRead:
+def read_flows_incremental(dv: DataverseClient, base: FlowBase, parse: PageParser) -> FlowRead:
     """Read only the flows that changed since ``base``; reuse the stored rows of the rest."""
     listing = _listing(dv)
     stored = base.flows.set_index("flow_id", drop=False)
@@ -204,13 +213,14 @@ def read_flows_incremental(dv: DataverseClient, base: FlowBase, parse: FlowParse
         recent, old = needed[newer.to_numpy(dtype=bool)], needed[~newer.to_numpy(dtype=bool)]
         if _full_read_is_cheaper(len(listing), len(recent), len(old), dv.http.settings.page_size):
             return _as_full(read_flows_full(dv, parse), base, len(listing))
+        decode = _decoder(dv, parse)
         if len(recent):
-            for page in dv.cloud_flow_pages(modified_after=watermark or ""):
-                fetched.update(_parse_page(dv.environment_id, page, parse, read))
+            for page in dv.cloud_flow_pages(modified_after=watermark or "", decode=decode):
+                fetched.update(read.add(page))
         missing = [flow_id for flow_id in needed if flow_id not in fetched]
         for start in range(0, len(missing), IDS_PER_REQUEST):
-            for page in _flows_by_id(dv, missing[start : start + IDS_PER_REQUEST]):
-                fetched.update(_parse_page(dv.environment_id, page, parse, read))
+            for page in _flows_by_id(dv, missing[start : start + IDS_PER_REQUEST], decode):
+                fetched.update(read.add(page))
     # Unchanged, listed and not fetched again: the stored rows are still the truth. A flow
     # that is not listed was deleted; a needed flow that no fetch returned was deleted since.
     keep = listing.index[same.to_numpy(dtype=bool)].difference(pd.Index(list(fetched)))
@@ -268,19 +278,18 @@ def _as_full(read: FlowRead, base: FlowBase, listed: int) -> FlowRead:
     return read
 
 
-def _flows_by_id(dv: DataverseClient, flow_ids: list[str]) -> Iterable[list[dict[str, Any]]]:
+def _flows_by_id(
+    dv: DataverseClient, flow_ids: list[str], decode: PageDecoder
+) -> Iterable[FlowPage]:
     ids = " or ".join(f"workflowid eq {flow_id}" for flow_id in flow_ids)
-    return dv.pages("workflows", FLOW_COLUMNS, f"{CLOUD_FLOW_FILTER} and ({ids})")
+    return dv.pages("workflows", FLOW_COLUMNS, f"{CLOUD_FLOW_FILTER} and ({ids})", decode=decode)
 
 
-def _parse_page(
-    environment_id: str, page: list[dict[str, Any]], parse: FlowParser, read: FlowRead
-) -> list[str]:
-    ids = []
-    for row in page:
-        flow, uses = parse(environment_id, row)
-        read.flows.append(flow)
-        read.usages.extend(uses)
-        ids.append(flow["flow_id"])
-    page.clear()  # let each page's clientdata go as soon as it is parsed
-    return ids
+def _decoder(dv: DataverseClient, parse: PageParser) -> PageDecoder:
+    """Decode a page body of ``dv``'s flows straight into rows (clientdata never kept)."""
+
+    def decode(body: bytes) -> tuple[FlowPage, str | None]:
+        page = parse(dv.environment_id, body)
+        return page, page.next_link
+
+    return decode

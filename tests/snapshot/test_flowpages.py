@@ -1,0 +1,170 @@
+"""Flow pages parsed in worker processes give the very rows the reading thread would."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from cleanup.clients.platform import build_clients
+from cleanup.errors import ApiError, ConfigError
+from cleanup.simulator.generator import generate_tenant
+from cleanup.snapshot.clientdata import decode_flow_file
+from cleanup.snapshot.collect import take_snapshot
+from cleanup.snapshot.flowpages import FlowPageParser, parse_flow_page
+from cleanup.snapshot.settings import AUTO_PARSE_PROCESSES, SnapshotSettings
+from cleanup.snapshot.tables import BadAnswer, flow_rows
+from tests.conftest import settings_for
+from tests.snapshot.test_incremental import assert_same_tables, mutate, night
+
+
+def corpus_page(corpus_dir: Path, count: int, seed: int, link: str | None = None) -> bytes:
+    """A ``workflows`` page of real corpus clientdata (odd encodings and shapes included)."""
+    files = sorted((corpus_dir / "flows").glob("*.json"))
+    rows = []
+    for n, path in enumerate(random.Random(seed).sample(files, count)):
+        try:
+            text = decode_flow_file(path.read_bytes())
+        except ValueError:
+            text = path.read_bytes().decode("latin-1")  # undecodable files still make a row
+        rows.append({"workflowid": f"flow-{seed}-{n}", "name": path.stem, "clientdata": text})
+    page = {"value": rows, **({"@odata.nextLink": link} if link else {})}
+    return json.dumps(page).encode()
+
+
+def test_page_rows_are_the_rows_of_each_flow(corpus_dir):
+    body = corpus_page(corpus_dir, 40, seed=1, link="https://org/next")
+    page = parse_flow_page("env", body)
+    expected = [flow_rows("env", row) for row in json.loads(body)["value"]]
+    assert page.flows == [flow for flow, _ in expected]
+    assert page.usages == [use for _, uses in expected for use in uses]
+    assert page.next_link == "https://org/next"
+    assert page.usages, "the sample must exercise usages"
+
+
+def test_workers_give_the_same_pages_as_the_thread(corpus_dir):
+    bodies = [corpus_page(corpus_dir, 60, seed=s) for s in range(4)]
+    with FlowPageParser(2, min_bytes=0) as parser:
+        pages = [parser("env", body) for body in bodies]
+        assert parser.counts.pages_in_workers == 4 and parser.counts.pages_in_thread == 0
+    assert pages == [parse_flow_page("env", body) for body in bodies]
+
+
+def test_small_pages_stay_in_the_thread(corpus_dir):
+    body = corpus_page(corpus_dir, 3, seed=2)
+    with FlowPageParser(2, min_bytes=len(body) + 1) as parser:
+        assert parser("env", body) == parse_flow_page("env", body)
+        assert parser.counts.pages_in_thread == 1
+        assert parser._workers == [], "no process is started for small pages"
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        (b'{"value": [{"name": "no id"}]}', BadAnswer, "has no 'workflowid'"),
+        (b'{"valu": []}', ValueError, "without a 'value' list"),
+        (b"<html>busy</html>", ValueError, "not valid JSON"),
+        (b'{"value": [], "@odata.nextLink": 5}', ValueError, "not a string"),
+    ],
+)
+def test_a_bad_page_raises_here_and_the_worker_goes_on(body, error, message):
+    good = json.dumps({"value": [{"workflowid": "f1", "clientdata": "{}"}]}).encode()
+    with FlowPageParser(1, min_bytes=0) as parser:
+        with pytest.raises(error, match=message) as raised:
+            parser("env", body)
+        assert type(raised.value) is error
+        assert parser("env", good) == parse_flow_page("env", good)
+        assert parser.counts.worker_failures == 0 and parser.counts.pages_in_workers == 1
+
+
+def test_a_killed_worker_costs_time_not_rows(corpus_dir):
+    body = corpus_page(corpus_dir, 20, seed=3)
+    with FlowPageParser(1, min_bytes=0) as parser:
+        parser("env", body)
+        worker = parser._workers[0]
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+        assert parser("env", body) == parse_flow_page("env", body)
+        assert parser("env", body) == parse_flow_page("env", body)
+    assert parser.counts.worker_failures == 1
+    assert parser.counts.pages_in_thread == 2
+
+
+def test_threads_share_the_workers_and_close_stops_them(corpus_dir):
+    bodies = [corpus_page(corpus_dir, 10, seed=s) for s in range(24)]
+    expected = [parse_flow_page("env", body) for body in bodies]
+    results: dict[int, object] = {}
+    parser = FlowPageParser(2, min_bytes=0)
+
+    def read(indexes: range) -> None:
+        for i in indexes:
+            results[i] = parser("env", bodies[i])
+
+    threads = [threading.Thread(target=read, args=(range(n, 24, 6),)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    workers = list(parser._workers)
+    parser.close()
+    assert [results[i] for i in range(24)] == expected
+    assert parser.counts.pages_in_workers == 24
+    assert len(workers) == 2 and all(w.process.returncode == 0 for w in workers)
+    assert parser("env", bodies[0]) == expected[0]  # after close: parsed in the thread
+    assert parser.counts.pages_in_thread == 1
+
+
+def test_snapshot_with_workers_equals_the_one_without(start_simulator, secret_env, tmp_path):
+    tenant = generate_tenant(seed=31, environments=4, flows_per_environment=20)
+    sim = start_simulator(tenant)
+    runs = tmp_path / "runs"
+    first, _ = night(sim, runs, flow_pages=FlowPageParser(0))
+    assert first.metadata["flow_pages"]["pages_in_workers"] == 0
+    mutate(tenant, random.Random(5))
+    with FlowPageParser(1, min_bytes=0) as parser:
+        incremental, _ = night(sim, runs, flow_pages=parser)
+        full, _ = night(sim, runs, flow_pages=parser, full=True)
+    in_thread, _ = night(sim, runs, flow_pages=FlowPageParser(0), full=True)
+    assert_same_tables(full, in_thread)
+    assert_same_tables(incremental, in_thread)
+    pages = incremental.metadata["flow_pages"]["pages_in_workers"]
+    assert pages >= 1 and full.metadata["flow_pages"]["pages_in_workers"] > pages
+    assert full.metadata["flow_pages"]["pages_in_thread"] == 0
+
+
+def test_an_unreadable_page_in_a_worker_marks_the_environment_incomplete(
+    start_simulator, secret_env, tmp_path
+):
+    tenant = generate_tenant(seed=32, environments=2, flows_per_environment=5)
+    broken = tenant.environments[0]
+    next(f for f in broken.flows if f.category == 5 and f.type == 1).id = ""
+    sim = start_simulator(tenant)
+    clients = build_clients(settings_for(sim, tmp_path))
+    with FlowPageParser(1, min_bytes=0) as parser:
+        snapshot = take_snapshot(clients, run_id="t", flow_pages=parser)
+    rows = snapshot.environments.set_index("environment_id")
+    assert rows.loc[broken.id, "status"] == "incomplete"
+    assert "has no 'workflowid'" in rows.loc[broken.id, "status_reason"]
+    assert set(rows["status"]) == {"incomplete", "complete"}
+
+
+def test_parse_processes_setting():
+    assert SnapshotSettings(parse_processes=3).processes() == 3
+    assert SnapshotSettings(parse_processes=0).processes() == 0
+    assert 0 <= SnapshotSettings().processes() <= AUTO_PARSE_PROCESSES
+    for wrong in (-2, 65):
+        with pytest.raises(ConfigError, match="parse_processes"):
+            SnapshotSettings(parse_processes=wrong)
+
+
+def test_api_errors_survive_the_trip_from_a_worker():
+    error = ApiError("Busy", status=503, code="X", method="GET", url="https://u", request_id="r")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ApiError and str(copy) == str(error)
+    assert (copy.status, copy.code, copy.url, copy.request_id) == (503, "X", "https://u", "r")
