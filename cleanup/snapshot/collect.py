@@ -13,7 +13,6 @@ On an incremental night (``cleanup.snapshot.incremental``) only changed flows ar
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -55,6 +54,7 @@ if TYPE_CHECKING:
 
 TABLES_PER_ENVIRONMENT = 8  # independent reads of one environment, run side by side
 BATCH_ROWS = 50_000  # rows per table buffered before they become a DataFrame
+HELD_RESULTS = 64  # environments read ahead of an earlier, slower one, held to keep the order
 READ_ERRORS = (CleanupError, ValueError, TypeError, KeyError, AttributeError)
 # Which table a failed read makes unknown, as the environment's status reason names it.
 LABELS = {
@@ -129,6 +129,7 @@ def _take_snapshot(
     settings = clients.settings
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
+    counts_before = flow_pages.counts.copy()
     env_rows = [tables.environment_row(item) for item in clients.environments()]
     selected = select_environments(env_rows, settings.environments, shard=shard)
     todo = [row for row in selected if row["status"] == "pending"]
@@ -159,18 +160,22 @@ def _take_snapshot(
             )
             for row in todo
         ]
+        index = {future: i for i, future in enumerate(futures)}
+        in_order = InOrder(HELD_RESULTS)
         for done, future in enumerate(as_completed(futures), 1):
             result = future.result()
             progress.say(_progress_line(done, len(todo), result))
             if dependencies is not None:
                 dependencies.start(result.row, result.rows, result.frames)
-            _drain(result, sinks)
+            # Rows reach the tables in the environments' order, so none need sorting at the end.
+            for ready in in_order.add(index[future], result):
+                _drain(ready, sinks)
             results.append(result)
     order = {row["environment_id"]: i for i, row in enumerate(selected)}
     results.sort(key=lambda r: order[r.row["environment_id"]])
     frames = {name: _in_order(sink.frame(), order) for name, sink in sinks.items()}
     snapshot = _assemble(results, frames, clients, run_id, started_at, started, shard)
-    snapshot.metadata["flow_pages"] = dataclasses.asdict(flow_pages.counts)
+    snapshot.metadata["flow_pages"] = flow_pages.counts.since(counts_before)
     return snapshot
 
 
@@ -365,6 +370,38 @@ class TableSink:
         if len(frames) == 1:
             return frames[0]
         return pd.concat(frames, ignore_index=True)
+
+
+class InOrder:
+    """Hands items on in the order of their indexes, holding at most ``limit`` that came early.
+
+    Beyond the limit the earliest held item goes on out of order: one slow environment must
+    not keep every other environment's rows in memory.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[int, Any] = {}
+        self._passed: set[int] = set()  # indexes handed on out of order, ahead of their turn
+        self._next = 0
+
+    def add(self, index: int, item: Any) -> list[Any]:
+        """Take item ``index``; return the items whose turn has come (or that overflowed)."""
+        self._held[index] = item
+        ready = []
+        while True:
+            while self._next in self._passed:
+                self._passed.discard(self._next)
+                self._next += 1
+            if self._next in self._held:
+                ready.append(self._held.pop(self._next))
+                self._next += 1
+            elif len(self._held) > self.limit:
+                first = min(self._held)
+                ready.append(self._held.pop(first))
+                self._passed.add(first)
+            else:
+                return ready
 
 
 def _drain(result: EnvironmentResult, sinks: dict[str, TableSink]) -> None:

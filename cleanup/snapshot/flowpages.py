@@ -15,6 +15,7 @@ memory) costs time, not rows: its page and every later one are parsed in the rea
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import queue
@@ -67,6 +68,17 @@ class ParseCounts:
     pages_in_workers: int = 0
     pages_in_thread: int = 0
     worker_failures: int = 0
+
+    def copy(self) -> ParseCounts:
+        """These counts, frozen as they are now."""
+        return dataclasses.replace(self)
+
+    def since(self, before: ParseCounts) -> dict[str, int]:
+        """What was parsed where since ``before``, as metadata."""
+        now, then = dataclasses.asdict(self), dataclasses.asdict(before)
+        return {
+            key: value if key == "processes" else value - then[key] for key, value in now.items()
+        }
 
 
 class FlowPageParser:
@@ -179,8 +191,8 @@ class _Worker:
         """Have the worker parse a page; its exception is raised here if it raised one."""
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            _send(self.process.stdin, (environment_id, body))
-            ok, answer = _receive(self.process.stdout)
+            _send_page(self.process.stdin, environment_id, body)
+            ok, answer = pickle.loads(_receive(self.process.stdout))  # our own child: trusted
         except (OSError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as exc:
             # ValueError: its pipe was closed by close(); the rest: it died or garbled.
             raise _WorkerLost(str(exc)) from exc
@@ -204,36 +216,49 @@ class _Worker:
 _LENGTH = struct.Struct("!Q")
 
 
-def _send(stream: IO[bytes], value: Any) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(data)))
-    stream.write(data)
+def _send(stream: IO[bytes], *parts: bytes) -> None:
+    """Write one message: its length, then its parts as they are (a page is not copied)."""
+    stream.write(_LENGTH.pack(sum(len(part) for part in parts)))
+    for part in parts:
+        stream.write(part)
     stream.flush()
 
 
-def _receive(stream: IO[bytes]) -> Any:
+def _receive(stream: IO[bytes]) -> bytes:
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
-        raise EOFError("the worker closed its output")
+        raise EOFError("the pipe was closed")
     (length,) = _LENGTH.unpack(head)
     data = stream.read(length)
     if len(data) < length:
-        raise EOFError("the worker's answer was cut short")
-    return pickle.loads(data)  # our own child over a private pipe: trusted
+        raise EOFError("the message was cut short")
+    return data
+
+
+def _send_page(stream: IO[bytes], environment_id: str, body: bytes) -> None:
+    name = environment_id.encode()
+    _send(stream, _LENGTH.pack(len(name)), name, body)
+
+
+def _receive_page(stream: IO[bytes]) -> tuple[str, bytes]:
+    message = memoryview(_receive(stream))
+    (size,) = _LENGTH.unpack(message[: _LENGTH.size])
+    start = _LENGTH.size + size
+    return bytes(message[_LENGTH.size : start]).decode(), message[start:].tobytes()
 
 
 def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """A worker's loop: parse each page sent until the input closes."""
     while True:
         try:
-            environment_id, body = _receive(requests)
+            environment_id, body = _receive_page(requests)
         except EOFError:
             return
         try:
             answer: tuple[bool, Any] = (True, parse_flow_page(environment_id, body))
         except Exception as exc:  # sent back and raised in the reading thread, as if parsed there
             answer = (False, exc)
-        _send(answers, answer)
+        _send(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _main() -> None:
