@@ -5,8 +5,10 @@ reason; the other environments go on. What could not be read is unknown, never "
 
 Cost model (see ``benchmarks/README.md``): one request per page of each table, pages of 5,000
 rows with ``$select``; no request per flow or per reference. Cloud flows are parsed page by
-page as they arrive, and finished environments are turned into columnar DataFrames in batches,
-so neither clientdata documents nor row dictionaries of the whole tenant are ever held at once.
+page as they arrive (big pages in worker processes, ``cleanup.snapshot.flowpages``), and
+finished environments are turned into columnar DataFrames in batches, in the environments'
+order, so neither clientdata documents nor row dictionaries of the whole tenant are ever held
+at once.
 On an incremental night (``cleanup.snapshot.incremental``) only changed flows are fetched.
 """
 

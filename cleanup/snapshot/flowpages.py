@@ -2,8 +2,8 @@
 
 Parsing is most of a large snapshot's CPU: every page body and every flow's clientdata JSON
 inside it (1.5 GB for 100,000 flows). In one process it all runs under one GIL, beside the
-threads that are receiving; so a page of a megabyte or more goes to a worker process
-(``python -m cleanup.snapshot.flowpages``, fed over a pipe), which sends back the page's rows:
+threads that are receiving; so a page of a megabyte or more goes to a worker process (a
+child Python running ``serve_stdio``, fed over a pipe), which sends back the page's rows:
 kilobytes for megabytes. Small pages (every test tenant, most environments) are parsed in the
 reading thread, because shipping them would cost more than parsing them. Either way the rows
 are the same: ``parse_flow_page`` is pure.
@@ -16,7 +16,6 @@ memory) costs time, not rows: its page and every later one are parsed in the rea
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import queue
 import struct
@@ -101,16 +100,18 @@ class FlowPageParser:
         worker = self._take_worker(len(body))
         if worker is not None:
             try:
-                page = worker.parse(environment_id, body)
+                parsed, answer = worker.parse(environment_id, body)
             except _WorkerLost:
                 self._lost(worker)
             except BaseException:
-                self._idle.put(worker)  # the page was bad, not the worker
+                self._lost(worker)  # interrupted halfway through an exchange: out of step
                 raise
             else:
                 self._idle.put(worker)
+                if not parsed:
+                    raise answer  # the page's own error, as the reading thread would raise it
                 self._count("pages_in_workers")
-                return page
+                return answer
         page = parse_flow_page(environment_id, body)
         self._count("pages_in_thread")
         return page
@@ -144,6 +145,10 @@ class FlowPageParser:
         return worker
 
     def _start_workers(self) -> None:
+        if not sys.executable:  # an embedded interpreter: no Python to start
+            self._usable = False
+            self._idle.put(None)
+            return
         try:
             for _ in range(self.counts.processes):
                 worker = _Worker()
@@ -174,31 +179,22 @@ class _WorkerLost(Exception):
 
 
 class _Worker:
-    """One ``python -m cleanup.snapshot.flowpages`` child, one page at a time."""
+    """One child Python serving pages (``serve_stdio``), one page at a time."""
 
     def __init__(self) -> None:
-        package_root = str(Path(__file__).resolve().parents[2])
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        # -P: nothing from the working directory shadows what the worker imports.
+        command = [sys.executable, "-P", "-c", _BOOTSTRAP, str(Path(__file__).parents[1])]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
-    def parse(self, environment_id: str, body: bytes) -> FlowPage:
-        """Have the worker parse a page; its exception is raised here if it raised one."""
+    def parse(self, environment_id: str, body: bytes) -> tuple[bool, Any]:
+        """Have the worker parse a page: (True, the page) or (False, the page's exception)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
             _send_page(self.process.stdin, environment_id, body)
-            ok, answer = pickle.loads(_receive(self.process.stdout))  # our own child: trusted
+            return pickle.loads(_receive(self.process.stdout))  # type: ignore[no-any-return]
         except (OSError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as exc:
             # ValueError: its pipe was closed by close(); the rest: it died or garbled.
             raise _WorkerLost(str(exc)) from exc
-        if not ok:
-            raise answer
-        return answer
 
     def stop(self) -> None:
         """Close the worker's input (it exits) and wait for it briefly, then kill it."""
@@ -261,14 +257,23 @@ def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         _send(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _main() -> None:
+def serve_stdio() -> None:
+    """Run as a worker: parse the pages sent on stdin, answer on stdout."""
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the answers
     _serve(sys.stdin.buffer, answers)
 
 
-if __name__ == "__main__":
-    # Run the imported module's code, so the pages pickle as cleanup.snapshot.flowpages.FlowPage.
-    from cleanup.snapshot import flowpages
-
-    flowpages._main()
+# A worker imports the very files of this process's package (argv[1] is its folder), wherever
+# they were found, without putting their folder ahead of anything else on its import path.
+_BOOTSTRAP = """
+import importlib.util, os, sys
+folder = sys.argv[1]
+init = os.path.join(folder, "__init__.py")
+spec = importlib.util.spec_from_file_location("cleanup", init, submodule_search_locations=[folder])
+package = importlib.util.module_from_spec(spec)
+sys.modules["cleanup"] = package
+spec.loader.exec_module(package)
+from cleanup.snapshot.flowpages import serve_stdio
+serve_stdio()
+"""

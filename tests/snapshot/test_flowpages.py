@@ -15,6 +15,7 @@ import pytest
 from cleanup.clients.platform import build_clients
 from cleanup.errors import ApiError, ConfigError
 from cleanup.simulator.generator import generate_tenant
+from cleanup.snapshot import flowpages
 from cleanup.snapshot.clientdata import decode_flow_file
 from cleanup.snapshot.collect import take_snapshot
 from cleanup.snapshot.flowpages import FlowPageParser, parse_flow_page
@@ -177,3 +178,31 @@ def test_api_errors_survive_the_trip_from_a_worker():
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is ApiError and str(copy) == str(error)
     assert (copy.status, copy.code, copy.url, copy.request_id) == (503, "X", "https://u", "r")
+
+
+def test_no_processes_to_start_means_parsing_in_the_thread(corpus_dir, monkeypatch):
+    def refuse(self):
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(flowpages._Worker, "__init__", refuse)
+    body = corpus_page(corpus_dir, 5, seed=4)
+    with FlowPageParser(2, min_bytes=0) as parser:
+        assert parser("env", body) == parse_flow_page("env", body)
+        assert parser("env", body) == parse_flow_page("env", body)
+    assert parser.counts.pages_in_thread == 2 and parser.counts.pages_in_workers == 0
+
+
+def test_workers_import_this_package_whatever_the_working_folder_holds(
+    corpus_dir, tmp_path, monkeypatch
+):
+    # Decoys in the working folder and on PYTHONPATH: a worker that imported one would die.
+    for folder in (tmp_path / "cwd", tmp_path / "path"):
+        (folder / "cleanup").mkdir(parents=True)
+        (folder / "cleanup" / "__init__.py").write_text("raise SystemExit('decoy package')\n")
+    (tmp_path / "cwd" / "orjson.py").write_text("raise SystemExit('decoy module')\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "path"))
+    body = corpus_page(corpus_dir, 5, seed=6)
+    with FlowPageParser(1, min_bytes=0) as parser:
+        assert parser("env", body) == parse_flow_page("env", body)
+    assert parser.counts.pages_in_workers == 1 and parser.counts.worker_failures == 0
