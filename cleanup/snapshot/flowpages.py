@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -261,6 +262,8 @@ def serve_stdio() -> None:
     """Run as a worker: parse the pages sent on stdin, answer on stdout."""
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the answers
+    # Ctrl-C reaches the whole process group: the job decides, and its exit closes our input.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _serve(sys.stdin.buffer, answers)
 
 

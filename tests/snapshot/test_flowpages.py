@@ -97,6 +97,17 @@ def test_a_killed_worker_costs_time_not_rows(corpus_dir):
     assert parser.counts.pages_in_thread == 2
 
 
+def test_ctrl_c_is_left_to_the_job(corpus_dir):
+    body = corpus_page(corpus_dir, 5, seed=7)
+    with FlowPageParser(1, min_bytes=0) as parser:
+        parser("env", body)
+        worker = parser._workers[0]
+        os.kill(worker.process.pid, signal.SIGINT)  # what Ctrl-C sends the process group
+        assert parser("env", body) == parse_flow_page("env", body)
+        assert parser.counts.worker_failures == 0 and parser.counts.pages_in_workers == 2
+    assert worker.process.returncode == 0, "the worker left when its input closed"
+
+
 def test_threads_share_the_workers_and_close_stops_them(corpus_dir):
     bodies = [corpus_page(corpus_dir, 10, seed=s) for s in range(24)]
     expected = [parse_flow_page("env", body) for body in bodies]
