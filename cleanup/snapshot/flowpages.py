@@ -33,6 +33,9 @@ from cleanup.snapshot import tables
 __all__ = ["FlowPage", "FlowPageParser", "parse_flow_page"]
 
 PROCESS_PAGE_BYTES = 1 << 20  # below this, shipping a page to a worker costs more than parsing
+# A 5,000-flow page parses in about a second; a worker silent this long is stuck (stopped from
+# outside, swapping) and is killed, so its reading thread parses the page itself.
+WORKER_DEADLINE_SECONDS = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +91,15 @@ class FlowPageParser:
     end of the ``with`` block). ``processes=0`` parses everything in the calling thread.
     """
 
-    def __init__(self, processes: int, *, min_bytes: int = PROCESS_PAGE_BYTES) -> None:
+    def __init__(
+        self,
+        processes: int,
+        *,
+        min_bytes: int = PROCESS_PAGE_BYTES,
+        deadline_seconds: float = WORKER_DEADLINE_SECONDS,
+    ) -> None:
         self.min_bytes = min_bytes
+        self.deadline_seconds = deadline_seconds
         self.counts = ParseCounts(processes=max(0, processes))
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
@@ -101,7 +111,7 @@ class FlowPageParser:
         worker = self._take_worker(len(body))
         if worker is not None:
             try:
-                parsed, answer = worker.parse(environment_id, body)
+                parsed, answer = worker.parse(environment_id, body, self.deadline_seconds)
             except _WorkerLost:
                 self._lost(worker)
             except BaseException:
@@ -187,15 +197,23 @@ class _Worker:
         command = [sys.executable, "-P", "-c", _BOOTSTRAP, str(Path(__file__).parents[1])]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
-    def parse(self, environment_id: str, body: bytes) -> tuple[bool, Any]:
-        """Have the worker parse a page: (True, the page) or (False, the page's exception)."""
+    def parse(self, environment_id: str, body: bytes, deadline: float) -> tuple[bool, Any]:
+        """Have the worker parse a page: (True, the page) or (False, the page's exception).
+
+        A worker that has not answered within ``deadline`` seconds is killed (and so lost).
+        """
         assert self.process.stdin is not None and self.process.stdout is not None
+        watchdog = threading.Timer(deadline, self.process.kill)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             _send_page(self.process.stdin, environment_id, body)
             return pickle.loads(_receive(self.process.stdout))  # type: ignore[no-any-return]
         except (OSError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as exc:
-            # ValueError: its pipe was closed by close(); the rest: it died or garbled.
+            # ValueError: its pipe was closed by close(); the rest: it died, was killed, garbled.
             raise _WorkerLost(str(exc)) from exc
+        finally:
+            watchdog.cancel()
 
     def stop(self) -> None:
         """Close the worker's input (it exits) and wait for it briefly, then kill it."""

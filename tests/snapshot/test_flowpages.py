@@ -97,6 +97,17 @@ def test_a_killed_worker_costs_time_not_rows(corpus_dir):
     assert parser.counts.pages_in_thread == 2
 
 
+def test_a_stuck_worker_is_killed_after_the_deadline(corpus_dir):
+    body = corpus_page(corpus_dir, 5, seed=8)
+    with FlowPageParser(1, min_bytes=0, deadline_seconds=1.0) as parser:
+        parser("env", body)
+        worker = parser._workers[0]
+        os.kill(worker.process.pid, signal.SIGSTOP)  # alive, and silent for good
+        assert parser("env", body) == parse_flow_page("env", body)
+        assert parser.counts.worker_failures == 1 and parser.counts.pages_in_thread == 1
+    assert worker.process.returncode == -signal.SIGKILL
+
+
 def test_ctrl_c_is_left_to_the_job(corpus_dir):
     body = corpus_page(corpus_dir, 5, seed=7)
     with FlowPageParser(1, min_bytes=0) as parser:
