@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 TABLES_PER_ENVIRONMENT = 8  # independent reads of one environment, run side by side
 BATCH_ROWS = 50_000  # rows per table buffered before they become a DataFrame
-HELD_RESULTS = 64  # environments read ahead of an earlier, slower one, held to keep the order
+HELD_ROWS = 100_000  # rows of environments read ahead of an earlier, slower one (~100 MB)
 READ_ERRORS = (CleanupError, ValueError, TypeError, KeyError, AttributeError)
 # Which table a failed read makes unknown, as the environment's status reason names it.
 LABELS = {
@@ -163,7 +163,7 @@ def _take_snapshot(
             for row in todo
         ]
         index = {future: i for i, future in enumerate(futures)}
-        in_order = InOrder(HELD_RESULTS)
+        in_order = InOrder(HELD_ROWS, weight=lambda result: sum(map(len, result.rows.values())))
         for done, future in enumerate(as_completed(futures), 1):
             result = future.result()
             progress.say(_progress_line(done, len(todo), result))
@@ -375,35 +375,43 @@ class TableSink:
 
 
 class InOrder:
-    """Hands items on in the order of their indexes, holding at most ``limit`` that came early.
+    """Hands items on in the order of their indexes, holding back those that came early.
 
-    Beyond the limit the earliest held item goes on out of order: one slow environment must
-    not keep every other environment's rows in memory.
+    At most ``limit`` of their ``weight`` is held; beyond it the earliest held item goes on out
+    of order: one slow environment must not keep every other environment's rows in memory.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, weight: Callable[[Any], int] = lambda item: 1) -> None:
         self.limit = limit
+        self.weight = weight
         self._held: dict[int, Any] = {}
+        self._held_weight = 0
         self._passed: set[int] = set()  # indexes handed on out of order, ahead of their turn
         self._next = 0
 
     def add(self, index: int, item: Any) -> list[Any]:
         """Take item ``index``; return the items whose turn has come (or that overflowed)."""
         self._held[index] = item
+        self._held_weight += self.weight(item)
         ready = []
         while True:
             while self._next in self._passed:
                 self._passed.discard(self._next)
                 self._next += 1
             if self._next in self._held:
-                ready.append(self._held.pop(self._next))
+                ready.append(self._release(self._next))
                 self._next += 1
-            elif len(self._held) > self.limit:
+            elif self._held_weight > self.limit:
                 first = min(self._held)
-                ready.append(self._held.pop(first))
+                ready.append(self._release(first))
                 self._passed.add(first)
             else:
                 return ready
+
+    def _release(self, index: int) -> Any:
+        item = self._held.pop(index)
+        self._held_weight -= self.weight(item)
+        return item
 
 
 def _drain(result: EnvironmentResult, sinks: dict[str, TableSink]) -> None:

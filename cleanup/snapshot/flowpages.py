@@ -3,7 +3,7 @@
 Parsing is most of a large snapshot's CPU: every page body and every flow's clientdata JSON
 inside it (1.5 GB for 100,000 flows). In one process it all runs under one GIL, beside the
 threads that are receiving; so a page of a megabyte or more goes to a worker process (a
-child Python running ``serve_stdio``, fed over a pipe), which sends back the page's rows:
+child Python running ``serve_stdio``, fed over pipes), which sends back the page's rows:
 kilobytes for megabytes. Small pages (every test tenant, most environments) are parsed in the
 reading thread, because shipping them would cost more than parsing them. Either way the rows
 are the same: ``parse_flow_page`` is pure.
@@ -16,6 +16,7 @@ memory) costs time, not rows: its page and every later one are parsed in the rea
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import queue
 import signal
@@ -119,10 +120,12 @@ class FlowPageParser:
                 raise
             else:
                 self._idle.put(worker)
-                if not parsed:
+                if parsed is False:
                     raise answer  # the page's own error, as the reading thread would raise it
-                self._count("pages_in_workers")
-                return answer
+                if parsed:
+                    self._count("pages_in_workers")
+                    return answer
+                # None: the worker could not send its answer back; this thread parses the page.
         page = parse_flow_page(environment_id, body)
         self._count("pages_in_thread")
         return page
@@ -161,13 +164,14 @@ class FlowPageParser:
             self._idle.put(None)
             return
         try:
-            for _ in range(self.counts.processes):
-                worker = _Worker()
-                self._workers.append(worker)
-                self._idle.put(worker)
-        except OSError:
-            self._usable = False  # no processes here (limits, sandbox): parse in the threads
+            started = [_Worker() for _ in range(self.counts.processes)]
+        except Exception:  # no processes here (limits, sandbox): parse in the threads
+            self._usable = False
             self._idle.put(None)
+            return
+        for worker in started:
+            self._workers.append(worker)
+            self._idle.put(worker)
 
     def _lost(self, worker: _Worker) -> None:
         worker.stop()
@@ -190,28 +194,47 @@ class _WorkerLost(Exception):
 
 
 class _Worker:
-    """One child Python serving pages (``serve_stdio``), one page at a time."""
+    """One child Python serving pages (``serve_stdio``), one page at a time.
+
+    Pages go in on its stdin; answers come back on a pipe of their own, so nothing the child
+    prints (a site hook at start-up, a library) can corrupt them. Its stdout is discarded.
+    """
 
     def __init__(self) -> None:
-        # -P: nothing from the working directory shadows what the worker imports.
-        command = [sys.executable, "-P", "-c", _BOOTSTRAP, str(Path(__file__).parents[1])]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        read_end, write_end = os.pipe()  # POSIX: elsewhere pass_fds fails and pages stay here
+        try:
+            # -P: nothing from the working directory shadows what the worker imports.
+            folder = str(Path(__file__).parents[1])
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-c", _BOOTSTRAP, folder, str(write_end)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(write_end,),
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self.answers = os.fdopen(read_end, "rb")
 
-    def parse(self, environment_id: str, body: bytes, deadline: float) -> tuple[bool, Any]:
-        """Have the worker parse a page: (True, the page) or (False, the page's exception).
+    def parse(self, environment_id: str, body: bytes, deadline: float) -> tuple[bool | None, Any]:
+        """Have the worker parse a page: (True, the page), (False, the page's exception), or
+        (None, None) when it could not send its answer.
 
         A worker that has not answered within ``deadline`` seconds is killed (and so lost).
         """
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
         watchdog = threading.Timer(deadline, self.process.kill)
         watchdog.daemon = True
         watchdog.start()
         try:
             _send_page(self.process.stdin, environment_id, body)
-            return pickle.loads(_receive(self.process.stdout))  # type: ignore[no-any-return]
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as exc:
-            # ValueError: its pipe was closed by close(); the rest: it died, was killed, garbled.
-            raise _WorkerLost(str(exc)) from exc
+            return pickle.loads(_receive(self.answers))  # type: ignore[no-any-return]
+        except Exception as exc:
+            # It died, was killed or closed, or garbled the pipe (even a MemoryError from a
+            # nonsense length): whatever it was, the page is parsed here instead.
+            raise _WorkerLost(f"{type(exc).__name__}: {exc}") from exc
         finally:
             watchdog.cancel()
 
@@ -224,11 +247,11 @@ class _Worker:
         except (OSError, subprocess.TimeoutExpired):
             self.process.kill()
             self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self.answers.close()
 
 
 _LENGTH = struct.Struct("!Q")
+MAX_MESSAGE_BYTES = 1 << 32  # far above any page (5,000 flows ~ 100 MB): beyond it, garbage
 
 
 def _send(stream: IO[bytes], *parts: bytes) -> None:
@@ -244,6 +267,8 @@ def _receive(stream: IO[bytes]) -> bytes:
     if len(head) < _LENGTH.size:
         raise EOFError("the pipe was closed")
     (length,) = _LENGTH.unpack(head)
+    if length > MAX_MESSAGE_BYTES:
+        raise EOFError(f"a message of {length} bytes is not one of ours")
     data = stream.read(length)
     if len(data) < length:
         raise EOFError("the message was cut short")
@@ -273,28 +298,31 @@ def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             answer: tuple[bool, Any] = (True, parse_flow_page(environment_id, body))
         except Exception as exc:  # sent back and raised in the reading thread, as if parsed there
             answer = (False, exc)
-        _send(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            message = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an exception that does not pickle: the reader parses it itself
+            message = pickle.dumps((None, None))
+        _send(answers, message)
 
 
-def serve_stdio() -> None:
-    """Run as a worker: parse the pages sent on stdin, answer on stdout."""
-    answers = sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print must not corrupt the answers
+def serve_stdio(answers: IO[bytes]) -> None:
+    """Run as a worker: parse the pages sent on stdin, answer on ``answers``."""
     # Ctrl-C reaches the whole process group: the job decides, and its exit closes our input.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _serve(sys.stdin.buffer, answers)
 
 
 # A worker imports the very files of this process's package (argv[1] is its folder), wherever
-# they were found, without putting their folder ahead of anything else on its import path.
+# they were found, without putting their folder ahead of anything else on its import path;
+# argv[2] is the pipe its answers go to.
 _BOOTSTRAP = """
 import importlib.util, os, sys
-folder = sys.argv[1]
+folder, answers = sys.argv[1], os.fdopen(int(sys.argv[2]), "wb")
 init = os.path.join(folder, "__init__.py")
 spec = importlib.util.spec_from_file_location("cleanup", init, submodule_search_locations=[folder])
 package = importlib.util.module_from_spec(spec)
 sys.modules["cleanup"] = package
 spec.loader.exec_module(package)
 from cleanup.snapshot.flowpages import serve_stdio
-serve_stdio()
+serve_stdio(answers)
 """

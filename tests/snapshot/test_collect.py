@@ -236,16 +236,21 @@ def test_canary_secret_never_appears(start_simulator, monkeypatch, tmp_path, cap
             assert canary.encode() not in path.read_bytes(), path
 
 
-@given(order=st.permutations(range(12)), limit=st.integers(0, 14))
-def test_in_order_hands_on_every_item_once_and_in_order_when_it_can(order, limit):
-    buffer = InOrder(limit)
+@given(
+    order=st.permutations(range(12)),
+    weights=st.lists(st.integers(0, 5), min_size=12, max_size=12),
+    limit=st.integers(0, 70),
+)
+def test_in_order_hands_on_every_item_once_and_in_order_when_it_can(order, weights, limit):
+    buffer = InOrder(limit, weight=lambda item: weights[item])
     out = []
     for index in order:
-        out.extend(buffer.add(index, f"item-{index}"))
-        assert len(buffer._held) <= limit, "a slow item must not hold back more than the limit"
-    assert sorted(out) == sorted(f"item-{i}" for i in range(12))
-    if limit >= 11:  # room for everything that can come early: the order is exact
-        assert out == [f"item-{i}" for i in range(12)]
+        out.extend(buffer.add(index, index))
+        held = sum(weights[i] for i in buffer._held)
+        assert held <= limit, "a slow item must not hold back more than the limit"
+    assert sorted(out) == list(range(12))
+    if limit >= sum(weights):  # room for everything that can come early: the order is exact
+        assert out == list(range(12))
 
 
 def test_rows_arrive_in_environment_order_without_sorting(
@@ -265,8 +270,5 @@ def test_rows_arrive_in_environment_order_without_sorting(
     # The first environment finishes last: its rows must still come first.
     delay = FaultRule(service="dataverse", environment_id=first.id, path="/workflows$")
     sim.faults.rules.append(dataclasses.replace(delay, delay_seconds=0.5))
-    snapshot = snap(sim, tmp_path)
-    order = [e.id for e in small_tenant.environments]
-    flows_order = list(dict.fromkeys(snapshot.flows["environment_id"]))
-    assert flows_order == [e for e in order if e in flows_order]
+    snap(sim, tmp_path)
     assert arrived_sorted and all(arrived_sorted), "no table needed a reordering take"

@@ -99,13 +99,46 @@ def test_a_killed_worker_costs_time_not_rows(corpus_dir):
 
 def test_a_stuck_worker_is_killed_after_the_deadline(corpus_dir):
     body = corpus_page(corpus_dir, 5, seed=8)
-    with FlowPageParser(1, min_bytes=0, deadline_seconds=1.0) as parser:
-        parser("env", body)
+    with FlowPageParser(1, min_bytes=0) as parser:
+        parser("env", body)  # started and warm under the default deadline
+        parser.deadline_seconds = 1.0
         worker = parser._workers[0]
         os.kill(worker.process.pid, signal.SIGSTOP)  # alive, and silent for good
         assert parser("env", body) == parse_flow_page("env", body)
         assert parser.counts.worker_failures == 1 and parser.counts.pages_in_thread == 1
     assert worker.process.returncode == -signal.SIGKILL
+
+
+def test_threads_waiting_for_the_last_worker_parse_themselves_when_it_is_lost(corpus_dir):
+    bodies = [corpus_page(corpus_dir, 5, seed=s) for s in range(8)]
+    with FlowPageParser(1, min_bytes=0) as parser:
+        parser("env", bodies[0])
+        parser.deadline_seconds = 1.0
+        os.kill(parser._workers[0].process.pid, signal.SIGSTOP)
+        results: dict[int, object] = {}
+        threads = [
+            threading.Thread(target=lambda i=i: results.update({i: parser("env", bodies[i])}))
+            for i in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads), "a thread waits for ever"
+    assert results == {i: parse_flow_page("env", body) for i, body in enumerate(bodies)}
+    assert parser.counts.worker_failures == 1 and parser.counts.pages_in_thread == 8
+
+
+def test_what_a_worker_prints_cannot_corrupt_its_answers(corpus_dir, tmp_path, monkeypatch):
+    # A site hook that writes to stdout as every Python starts, as some distributions' do.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys, os\nos.write(1, b'Hello world from a site hook\\n')\nprint('and print')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    body = corpus_page(corpus_dir, 5, seed=9)
+    with FlowPageParser(1, min_bytes=0) as parser:
+        assert parser("env", body) == parse_flow_page("env", body)
+    assert parser.counts.pages_in_workers == 1 and parser.counts.worker_failures == 0
 
 
 def test_ctrl_c_is_left_to_the_job(corpus_dir):
