@@ -163,9 +163,13 @@ class FlowPageParser:
             self._usable = False
             self._idle.put(None)
             return
+        started: list[_Worker] = []
         try:
-            started = [_Worker() for _ in range(self.counts.processes)]
-        except Exception:  # no processes here (limits, sandbox): parse in the threads
+            for _ in range(self.counts.processes):
+                started.append(_Worker())
+        except Exception:  # no (more) processes here (limits, sandbox): parse in the threads
+            for worker in started:
+                worker.stop()
             self._usable = False
             self._idle.put(None)
             return

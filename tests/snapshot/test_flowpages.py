@@ -235,6 +235,23 @@ def test_api_errors_survive_the_trip_from_a_worker():
     assert (copy.status, copy.code, copy.url, copy.request_id) == (503, "X", "https://u", "r")
 
 
+def test_a_start_that_fails_half_way_leaves_no_worker_running(corpus_dir, monkeypatch):
+    real_init, started = flowpages._Worker.__init__, []
+
+    def second_fails(self):
+        if started:
+            raise OSError("Resource temporarily unavailable")
+        real_init(self)
+        started.append(self)
+
+    monkeypatch.setattr(flowpages._Worker, "__init__", second_fails)
+    body = corpus_page(corpus_dir, 5, seed=10)
+    with FlowPageParser(2, min_bytes=0) as parser:
+        assert parser("env", body) == parse_flow_page("env", body)
+        assert parser.counts.pages_in_thread == 1 and parser._workers == []
+        assert started[0].process.returncode == 0, "the worker that did start was stopped"
+
+
 def test_no_processes_to_start_means_parsing_in_the_thread(corpus_dir, monkeypatch):
     def refuse(self):
         raise OSError("Resource temporarily unavailable")
