@@ -8,6 +8,7 @@ re-acquires the token once on 401, and turns any other failure into ``ApiError``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -304,38 +305,28 @@ class HttpClient:
             "OData-Version": "4.0",
             "Prefer": f'odata.maxpagesize={self.settings.page_size},odata.include-annotations="*"',
         }
-        return self._pages(url, scope, params, tag, table, headers, decode)
+        return self._pages(url, params, headers, decode, scope=scope, tag=tag, table=table)
 
     def arm_pages(
         self, url: str, *, scope: str, params: dict[str, str], tag: str, table: str
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the pages of an ARM-style collection, following ``nextLink``."""
-        return self._pages(
-            url, scope, params, tag, table, {}, lambda body: json_text.odata_page(body, "nextLink")
-        )
+        arm_page = functools.partial(json_text.odata_page, link_key="nextLink")
+        return self._pages(url, params, {}, arm_page, scope=scope, tag=tag, table=table)
 
     def _pages(
         self,
         url: str,
-        scope: str,
         params: dict[str, str],
-        tag: str,
-        table: str,
         headers: dict[str, str],
         decode: PageDecoder,
+        **route: str,
     ) -> Iterator[Any]:
+        """Follow a collection's next links; ``route`` is ``send``'s scope, tag and table."""
         next_url: str | None = url
         next_params: dict[str, str] | None = params
         while next_url:
-            response = self.send(
-                "GET",
-                next_url,
-                scope=scope,
-                tag=tag,
-                table=table,
-                params=next_params,
-                headers=headers,
-            )
+            response = self.send("GET", next_url, params=next_params, headers=headers, **route)
             try:
                 page, link = decode(response.content)
             except ValueError as exc:

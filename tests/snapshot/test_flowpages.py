@@ -84,11 +84,16 @@ def test_a_bad_page_raises_here_and_the_worker_goes_on(body, error, message):
         assert parser.counts.worker_failures == 0 and parser.counts.pages_in_workers == 1
 
 
+def warm_worker(parser: FlowPageParser, body: bytes) -> flowpages._Worker:
+    """Have ``parser`` start its (only) worker by parsing ``body``; return that worker."""
+    assert parser("env", body) == parse_flow_page("env", body)
+    return parser._workers[0]
+
+
 def test_a_killed_worker_costs_time_not_rows(corpus_dir):
     body = corpus_page(corpus_dir, 20, seed=3)
     with FlowPageParser(1, min_bytes=0) as parser:
-        parser("env", body)
-        worker = parser._workers[0]
+        worker = warm_worker(parser, body)
         os.kill(worker.process.pid, signal.SIGKILL)
         worker.process.wait()
         assert parser("env", body) == parse_flow_page("env", body)
@@ -100,9 +105,8 @@ def test_a_killed_worker_costs_time_not_rows(corpus_dir):
 def test_a_stuck_worker_is_killed_after_the_deadline(corpus_dir):
     body = corpus_page(corpus_dir, 5, seed=8)
     with FlowPageParser(1, min_bytes=0) as parser:
-        parser("env", body)  # started and warm under the default deadline
+        worker = warm_worker(parser, body)  # started under the default deadline
         parser.deadline_seconds = 1.0
-        worker = parser._workers[0]
         os.kill(worker.process.pid, signal.SIGSTOP)  # alive, and silent for good
         assert parser("env", body) == parse_flow_page("env", body)
         assert parser.counts.worker_failures == 1 and parser.counts.pages_in_thread == 1
@@ -112,9 +116,9 @@ def test_a_stuck_worker_is_killed_after_the_deadline(corpus_dir):
 def test_threads_waiting_for_the_last_worker_parse_themselves_when_it_is_lost(corpus_dir):
     bodies = [corpus_page(corpus_dir, 5, seed=s) for s in range(8)]
     with FlowPageParser(1, min_bytes=0) as parser:
-        parser("env", bodies[0])
+        worker = warm_worker(parser, bodies[0])
         parser.deadline_seconds = 1.0
-        os.kill(parser._workers[0].process.pid, signal.SIGSTOP)
+        os.kill(worker.process.pid, signal.SIGSTOP)
         results: dict[int, object] = {}
         threads = [
             threading.Thread(target=lambda i=i: results.update({i: parser("env", bodies[i])}))
@@ -144,8 +148,7 @@ def test_what_a_worker_prints_cannot_corrupt_its_answers(corpus_dir, tmp_path, m
 def test_ctrl_c_is_left_to_the_job(corpus_dir):
     body = corpus_page(corpus_dir, 5, seed=7)
     with FlowPageParser(1, min_bytes=0) as parser:
-        parser("env", body)
-        worker = parser._workers[0]
+        worker = warm_worker(parser, body)
         os.kill(worker.process.pid, signal.SIGINT)  # what Ctrl-C sends the process group
         assert parser("env", body) == parse_flow_page("env", body)
         assert parser.counts.worker_failures == 0 and parser.counts.pages_in_workers == 2
