@@ -116,6 +116,16 @@ class Settings:
     apply: ApplySettings = field(default_factory=ApplySettings)
     source: str = ""  # the file the settings came from, for messages
 
+    def secret_variables(self) -> frozenset[str]:
+        """Names of the environment variables the settings read secrets from."""
+        names = (
+            self.tenant.client_secret_env,
+            self.tenant.certificate_password_env,
+            self.notify.smtp_username_env,
+            self.notify.smtp_password_env,
+        )
+        return frozenset(name for name in names if name)
+
     def fingerprint(self) -> str:
         """Return a stable hash of every setting, recorded in run metadata and plans."""
         data = dataclasses.asdict(self)

@@ -112,7 +112,12 @@ def take_snapshot(
     snapshot_settings = snapshot_settings or clients.settings.snapshot
     with contextlib.ExitStack() as stack:
         if flow_pages is None:
-            flow_pages = stack.enter_context(FlowPageParser(snapshot_settings.processes()))
+            flow_pages = stack.enter_context(
+                FlowPageParser(
+                    snapshot_settings.processes(),
+                    withheld_variables=clients.settings.secret_variables(),
+                )
+            )
         return _take_snapshot(
             clients, run_id, progress, shard, full, snapshot_settings, dependencies, flow_pages
         )

@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -66,7 +67,7 @@ def parse_flow_page(environment_id: str, body: bytes) -> FlowPage:
 
 @dataclass
 class ParseCounts:
-    """Where the flow pages were parsed."""
+    """Where the flow pages were parsed, and how many worker processes started."""
 
     processes: int = 0
     pages_in_workers: int = 0
@@ -98,14 +99,18 @@ class FlowPageParser:
         *,
         min_bytes: int = PROCESS_PAGE_BYTES,
         deadline_seconds: float = WORKER_DEADLINE_SECONDS,
+        withheld_variables: Iterable[str] = (),
     ) -> None:
         self.min_bytes = min_bytes
         self.deadline_seconds = deadline_seconds
-        self.counts = ParseCounts(processes=max(0, processes))
+        self.counts = ParseCounts()  # processes: how many workers started, not how many wanted
+        self._wanted = max(0, processes)
+        # Workers parse pages and need no credentials: the secrets' variables stay here.
+        self._withheld = frozenset(withheld_variables)
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
-        self._usable = processes > 0
+        self._usable = self._wanted > 0
 
     def __call__(self, environment_id: str, body: bytes) -> FlowPage:
         """Parse one page body of ``environment_id``'s flows into rows."""
@@ -165,14 +170,16 @@ class FlowPageParser:
             return
         started: list[_Worker] = []
         try:
-            for _ in range(self.counts.processes):
-                started.append(_Worker())
+            environment = {k: v for k, v in os.environ.items() if k not in self._withheld}
+            for _ in range(self._wanted):
+                started.append(_Worker(environment))
         except Exception:  # no (more) processes here (limits, sandbox): parse in the threads
             for worker in started:
                 worker.stop()
             self._usable = False
             self._idle.put(None)
             return
+        self.counts.processes += len(started)
         for worker in started:
             self._workers.append(worker)
             self._idle.put(worker)
@@ -204,7 +211,7 @@ class _Worker:
     prints (a site hook at start-up, a library) can corrupt them. Its stdout is discarded.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, environment: dict[str, str]) -> None:
         read_end, write_end = os.pipe()  # POSIX: elsewhere pass_fds fails and pages stay here
         try:
             # -P: nothing from the working directory shadows what the worker imports.
@@ -214,6 +221,7 @@ class _Worker:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 pass_fds=(write_end,),
+                env=environment,
             )
         except BaseException:
             os.close(read_end)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cleanup.clients.platform import build_clients
+from cleanup.config import Settings
 from cleanup.errors import ApiError, ConfigError
 from cleanup.simulator.generator import generate_tenant
 from cleanup.snapshot import flowpages
@@ -63,6 +64,25 @@ def test_small_pages_stay_in_the_thread(corpus_dir):
         assert parser("env", body) == parse_flow_page("env", body)
         assert parser.counts.pages_in_thread == 1
         assert parser._workers == [], "no process is started for small pages"
+    assert parser.counts.processes == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_workers_do_not_get_the_secrets_variables(corpus_dir, monkeypatch):
+    canary = "canary-7c1f-not-for-workers"
+    monkeypatch.setenv("CONNREF_CLIENT_SECRET", canary)
+    monkeypatch.setenv("CONNREF_HARMLESS", "kept")
+    withheld = Settings().secret_variables()
+    body = corpus_page(corpus_dir, 5, seed=12)
+    with FlowPageParser(2, min_bytes=0, withheld_variables=withheld) as parser:
+        assert parser("env", body) == parse_flow_page("env", body)
+        environments = [
+            Path(f"/proc/{worker.process.pid}/environ").read_bytes() for worker in parser._workers
+        ]
+    assert parser.counts.processes == len(environments) == 2
+    for environment in environments:
+        assert canary.encode() not in environment
+        assert b"CONNREF_HARMLESS=kept\0" in environment, "the rest of the environment is kept"
 
 
 @pytest.mark.parametrize(
@@ -241,10 +261,10 @@ def test_api_errors_survive_the_trip_from_a_worker():
 def test_a_start_that_fails_half_way_leaves_no_worker_running(corpus_dir, monkeypatch):
     real_init, started = flowpages._Worker.__init__, []
 
-    def second_fails(self):
+    def second_fails(self, environment):
         if started:
             raise OSError("Resource temporarily unavailable")
-        real_init(self)
+        real_init(self, environment)
         started.append(self)
 
     monkeypatch.setattr(flowpages._Worker, "__init__", second_fails)
@@ -253,10 +273,11 @@ def test_a_start_that_fails_half_way_leaves_no_worker_running(corpus_dir, monkey
         assert parser("env", body) == parse_flow_page("env", body)
         assert parser.counts.pages_in_thread == 1 and parser._workers == []
         assert started[0].process.returncode == 0, "the worker that did start was stopped"
+    assert parser.counts.processes == 0, "the metadata counts workers that ran, not wanted"
 
 
 def test_no_processes_to_start_means_parsing_in_the_thread(corpus_dir, monkeypatch):
-    def refuse(self):
+    def refuse(self, environment):
         raise OSError("Resource temporarily unavailable")
 
     monkeypatch.setattr(flowpages._Worker, "__init__", refuse)
