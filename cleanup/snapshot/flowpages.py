@@ -10,11 +10,13 @@ are the same: ``parse_flow_page`` is pure.
 
 Workers are plain child processes, not ``multiprocessing``: nothing forks a process full of
 threads, and no caller's ``__main__`` is imported again. A worker that dies (killed, out of
-memory) costs time, not rows: its page and every later one are parsed in the reading thread.
+memory) costs time, not rows: its page is parsed in the reading thread and a new worker takes
+its place (as many times as there are workers; after that, pages stay in the reading threads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -170,19 +172,24 @@ class FlowPageParser:
             return
         started: list[_Worker] = []
         try:
-            environment = {k: v for k, v in os.environ.items() if k not in self._withheld}
             for _ in range(self._wanted):
-                started.append(_Worker(environment))
+                started.append(self._spawn())
         except Exception:  # no (more) processes here (limits, sandbox): parse in the threads
             for worker in started:
                 worker.stop()
             self._usable = False
             self._idle.put(None)
             return
-        self.counts.processes += len(started)
         for worker in started:
-            self._workers.append(worker)
-            self._idle.put(worker)
+            self._add(worker)
+
+    def _spawn(self) -> _Worker:
+        return _Worker({k: v for k, v in os.environ.items() if k not in self._withheld})
+
+    def _add(self, worker: _Worker) -> None:
+        self.counts.processes += 1
+        self._workers.append(worker)
+        self._idle.put(worker)
 
     def _lost(self, worker: _Worker) -> None:
         worker.stop()
@@ -190,6 +197,11 @@ class FlowPageParser:
             self.counts.worker_failures += 1
             if worker in self._workers:
                 self._workers.remove(worker)
+            # One lost worker (killed by an operator or the OOM killer, stuck) is replaced, as
+            # many times as there are workers; past that the pages are parsed in the threads.
+            if self._usable and self.counts.worker_failures <= self._wanted:
+                with contextlib.suppress(Exception):
+                    self._add(self._spawn())
             if not self._workers:
                 self._usable = False
         if not self._usable:

@@ -110,16 +110,27 @@ def warm_worker(parser: FlowPageParser, body: bytes) -> flowpages._Worker:
     return parser._workers[0]
 
 
-def test_a_killed_worker_costs_time_not_rows(corpus_dir):
+def kill(worker: flowpages._Worker) -> None:
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.wait()
+
+
+def test_a_killed_worker_costs_time_not_rows_and_is_replaced(corpus_dir):
     body = corpus_page(corpus_dir, 20, seed=3)
     with FlowPageParser(1, min_bytes=0) as parser:
-        worker = warm_worker(parser, body)
-        os.kill(worker.process.pid, signal.SIGKILL)
-        worker.process.wait()
+        first = warm_worker(parser, body)
+        kill(first)
+        assert parser("env", body) == parse_flow_page("env", body)  # in the thread
+        replacement = parser._workers[0]
+        assert replacement is not first
+        assert parser("env", body) == parse_flow_page("env", body)  # in the new worker
+        assert parser.counts.pages_in_workers == 2 and parser.counts.pages_in_thread == 1
+        kill(replacement)  # replaced once per worker: from now on, pages stay in the thread
         assert parser("env", body) == parse_flow_page("env", body)
         assert parser("env", body) == parse_flow_page("env", body)
-    assert parser.counts.worker_failures == 1
-    assert parser.counts.pages_in_thread == 2
+        assert parser._workers == []
+    assert parser.counts.worker_failures == 2 and parser.counts.processes == 2
+    assert parser.counts.pages_in_thread == 3 and parser.counts.pages_in_workers == 2
 
 
 def test_a_stuck_worker_is_killed_after_the_deadline(corpus_dir):
@@ -136,9 +147,11 @@ def test_a_stuck_worker_is_killed_after_the_deadline(corpus_dir):
 def test_threads_waiting_for_the_last_worker_parse_themselves_when_it_is_lost(corpus_dir):
     bodies = [corpus_page(corpus_dir, 5, seed=s) for s in range(8)]
     with FlowPageParser(1, min_bytes=0) as parser:
+        kill(warm_worker(parser, bodies[0]))
+        parser("env", bodies[0])  # lost: replaced once
         worker = warm_worker(parser, bodies[0])
         parser.deadline_seconds = 1.0
-        os.kill(worker.process.pid, signal.SIGSTOP)
+        os.kill(worker.process.pid, signal.SIGSTOP)  # the last worker
         results: dict[int, object] = {}
         threads = [
             threading.Thread(target=lambda i=i: results.update({i: parser("env", bodies[i])}))
@@ -150,7 +163,7 @@ def test_threads_waiting_for_the_last_worker_parse_themselves_when_it_is_lost(co
             thread.join(timeout=60)
         assert not any(thread.is_alive() for thread in threads), "a thread waits for ever"
     assert results == {i: parse_flow_page("env", body) for i, body in enumerate(bodies)}
-    assert parser.counts.worker_failures == 1 and parser.counts.pages_in_thread == 8
+    assert parser.counts.worker_failures == 2 and parser.counts.pages_in_thread == 1 + 8
 
 
 def test_what_a_worker_prints_cannot_corrupt_its_answers(corpus_dir, tmp_path, monkeypatch):
