@@ -26,6 +26,7 @@ from cleanup import schemas
 from cleanup.clients.dataverse import CLOUD_FLOW_FILTER, FLOW_COLUMNS, DataverseClient
 from cleanup.clients.http import PageDecoder
 from cleanup.errors import SnapshotError
+from cleanup.frames import isin
 from cleanup.snapshot.flowpages import FlowPage
 from cleanup.snapshot.settings import SnapshotSettings
 from cleanup.snapshot.store import METADATA_FILE, SNAPSHOT_DIR
@@ -225,13 +226,12 @@ def read_flows_incremental(dv: DataverseClient, base: FlowBase, parse: PageParse
     # that is not listed was deleted; a needed flow that no fetch returned was deleted since.
     keep = listing.index[same.to_numpy(dtype=bool)].difference(pd.Index(list(fetched)))
     read.reused_flows = stored.loc[keep].reset_index(drop=True)
-    keep_set = set(keep)
     usages = base.usages
-    read.reused_usages = usages.loc[usages["flow_id"].isin(keep_set)].reset_index(drop=True)
+    read.reused_usages = usages.loc[isin(usages["flow_id"], keep)].reset_index(drop=True)
     read.info = {
         "flows_fetched": len(read.flows),
         "flows_reused": len(keep),
-        "flows_deleted": int((~stored.index.isin(listing.index)).sum()),
+        "flows_deleted": int((~isin(stored.index, listing.index)).sum()),
         "flows_watermark": watermark,
     }
     return read
