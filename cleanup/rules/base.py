@@ -145,7 +145,7 @@ class RuleContext:
         # Dataverse logical names are case-insensitive; flows may spell them differently.
         logical_key = use["logical_name"].str.lower()
         # Join on integer codes of the keys, looked up once per table, rather than merging
-        # (and re-hashing) million-row string columns; the merges keep pandas' row order.
+        # (and re-hashing) million-row string columns; the joins keep pandas' row order.
         env = shared_codes(use["environment_id"], refs["environment_id"], flows["environment_id"])
         name = shared_codes(logical_key, refs["logical_name"].str.lower())
         flow = shared_codes(use["flow_id"], flows["flow_id"])
@@ -153,18 +153,18 @@ class RuleContext:
         by_flow = pair_codes([env[0], env[2]], flow)
         distinct = ~pd.Series(pair_codes([by_flow[0]], [name[0]])[0]).duplicated().to_numpy()
         rows = np.flatnonzero(logical_key.notna().to_numpy() & distinct)
-        links = pd.DataFrame({"key": by_name[0][rows], "use_row": rows}).merge(
-            pd.DataFrame({"key": by_name[1], "ref_row": np.arange(len(refs))}), on="key"
+        at, ref_row = join_positions(by_name[0][rows], by_name[1])
+        use_row = rows[at]
+        at, flow_row = join_positions(by_flow[0][use_row], by_flow[1], keep_unmatched=True)
+        use_row, ref_row = use_row[at], ref_row[at]
+        return pd.DataFrame(
+            {
+                "use_row": use_row,
+                "ref_row": ref_row,
+                "flow_row": flow_row,
+                "flow_code": flow[0][use_row],
+            }
         )
-        links["key"] = by_flow[0][links["use_row"].to_numpy()]
-        links = links.merge(
-            pd.DataFrame({"key": by_flow[1], "flow_row": np.arange(len(flows))}),
-            on="key",
-            how="left",
-        )
-        links["flow_row"] = links["flow_row"].fillna(-1).to_numpy(dtype=np.int64)
-        links["flow_code"] = flow[0][links["use_row"].to_numpy()]
-        return links.drop(columns="key")
 
     @cached_property
     def flow_usage(self) -> pd.DataFrame:
@@ -216,8 +216,9 @@ class RuleContext:
         group = key[0][links["ref_row"].to_numpy()]
         use_row = links["use_row"].to_numpy()
         known = self.snapshot.usages["flow_id"].notna().to_numpy(bool)[use_row]
-        flows = pd.DataFrame({"group": group, "flow": links["flow_code"].to_numpy()})[known]
-        distinct = flows["group"].to_numpy()[~flows.duplicated().to_numpy()]
+        used_by = group[known]
+        pairs = pair_codes([used_by], [links["flow_code"].to_numpy()[known]])[0]
+        distinct = used_by[~pd.Series(pairs).duplicated().to_numpy()]
         state = self.snapshot.flows["state"].array.take(
             links["flow_row"].to_numpy(), allow_fill=True
         )
@@ -478,6 +479,26 @@ def pair_codes(first: list[np.ndarray], second: list[np.ndarray]) -> list[np.nda
     if size and top >= np.iinfo(np.int64).max // size - 1:  # renumber densely: no overflow
         first = shared_codes(*(pd.Series(c) for c in first))
     return [a * size + b for a, b in zip(first, second, strict=True)]
+
+
+def join_positions(
+    left: np.ndarray, right: np.ndarray, *, keep_unmatched: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the (left, right) positions of equal keys, in left order, as a merge pairs them.
+
+    Left keys without a match are left out, or kept with right position -1 (``keep_unmatched``).
+    """
+    index = pd.Index(right)
+    if index.is_unique:  # the usual case: a hash lookup is cheaper than a merge
+        found = index.get_indexer(left).astype(np.int64)
+        at = np.arange(len(left)) if keep_unmatched else np.flatnonzero(found >= 0)
+        return at, found[at]
+    pairs = pd.DataFrame({"key": left, "left": np.arange(len(left))}).merge(
+        pd.DataFrame({"key": right, "right": np.arange(len(right))}),
+        on="key",
+        how="left" if keep_unmatched else "inner",
+    )
+    return pairs["left"].to_numpy(), pairs["right"].fillna(-1).to_numpy(dtype=np.int64)
 
 
 def as_lists(series: pd.Series) -> pd.Series:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cleanup.rules.base import group_lists, shared_codes, to_json_objects
+from cleanup.rules.base import group_lists, join_positions, shared_codes, to_json_objects
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORDS = st.sampled_from(["a", "B", "b", "é", "x/y", 'say "hi"', "line\nbreak", "tab\t", "", "☃"])
@@ -101,3 +102,24 @@ def test_shared_codes_are_equal_exactly_for_equal_values(left, right) -> None:
     for i in range(len(values)):
         for j in range(len(values)):
             assert (both[i] == both[j]) == (values[i] == values[j])
+
+
+@SETTINGS
+@given(
+    st.lists(st.integers(0, 4), max_size=8),
+    st.lists(st.integers(0, 4), max_size=8),
+    st.booleans(),
+)
+def test_join_positions_pair_rows_as_a_merge_does(left, right, keep_unmatched) -> None:
+    """Unique or repeated right keys, matched or not: the pairs, in the order of a merge."""
+    how = "left" if keep_unmatched else "inner"
+    merged = pd.DataFrame({"key": left, "left": range(len(left))}).merge(
+        pd.DataFrame({"key": right, "right": range(len(right))}), on="key", how=how
+    )
+    at, found = join_positions(
+        np.array(left, dtype=np.int64),
+        np.array(right, dtype=np.int64),
+        keep_unmatched=keep_unmatched,
+    )
+    assert at.tolist() == merged["left"].tolist()
+    assert found.tolist() == merged["right"].fillna(-1).astype(int).tolist()
