@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleanup import schemas
+from cleanup import findings_io, schemas
 from cleanup.errors import SnapshotError
 from cleanup.findings_io import (
     CSV_FILE,
@@ -118,3 +118,50 @@ def test_json_lines_keep_an_extra_that_is_not_an_object() -> None:
     frame = findings(["a", "b", "c"]).assign(extra=pd.array(['"x"', None, "{}"], dtype="string"))
     extras = [json.loads(line)["extra"] for line in json_lines(frame)]
     assert extras == [{"value": '"x"'}, {}, {}]
+
+
+def test_json_file_lays_out_one_finding_per_line_across_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lines are built chunk by chunk with their separator in front: the file must not show it.
+    monkeypatch.setattr(findings_io, "JSON_CHUNK_ROWS", 2)
+    frame = findings(["a", None, 'q"\\\x01\n\t', "ü 🔌 \u2028", "e"])
+    excluded = findings(["x"]).assign(exclusion_reason="vendor kit")
+    path = tmp_path / JSON_FILE
+    findings_io.write_json(frame, excluded, path)
+    expected = (
+        '{"count": 5,\n "findings": [\n  '
+        + ",\n  ".join(json_lines(frame))
+        + '\n ],\n "excluded": [\n  '
+        + ",\n  ".join(json_lines(excluded))
+        + "\n ]}\n"
+    )
+    assert path.read_text(encoding="utf-8") == expected
+    findings_io.write_json(frame.iloc[0:0], None, path)
+    assert path.read_text(encoding="utf-8") == '{"count": 0,\n "findings": []}\n'
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text()), min_size=1, max_size=6))
+def test_json_lines_write_each_cell_as_json_dumps(texts: list[str | None]) -> None:
+    frame = findings(texts).assign(detail=texts, change=None)
+    for line, name in zip(json_lines(frame), texts, strict=True):
+        assert f'"detail":{json.dumps(name, ensure_ascii=False)},' in line
+        assert line.endswith(',"change":null}')
+
+
+def test_json_lines_of_columns_that_are_not_text() -> None:
+    frame = pd.DataFrame(
+        {
+            "n": pd.array([1, None, -3], dtype="Int64"),
+            "flag": pd.array([True, None, False], dtype="boolean"),
+            "x": pd.Series([0.5, None, 2.0]),
+            "extra": pd.Series([5, None, "{}"], dtype=object),
+            "all_missing": pd.array([None] * 3, dtype="string"),
+        }
+    )
+    assert json_lines(frame) == [
+        '{"n":1,"flag":true,"x":0.5,"extra":{"value": 5},"all_missing":null}',
+        '{"n":null,"flag":null,"x":null,"extra":{},"all_missing":null}',
+        '{"n":-3,"flag":false,"x":2.0,"extra":{},"all_missing":null}',
+    ]

@@ -29,6 +29,8 @@ REFERENCE_FIELDS = (
     "connection_id",
     "is_managed",
 )
+FLOW_FIELDS = ("environment_id", "flow_id", "name")
+USE_FIELDS = ("environment_id", "flow_id", "key", "logical_name", "action_count")
 ENV, LN = "environment_id", "_ln"  # LN: the case-folded logical name
 
 
@@ -48,8 +50,8 @@ def entity_view(
     ``flows_shown`` flows; the ``*_total`` counts are exact. None means no cap.
     """
     refs, usages = snapshot.references, snapshot.usages
-    named = usages[usages["logical_name"].notna()]
-    known = set(refs[ENV].dropna().unique()) | set(named[ENV].dropna().unique())
+    named = usages.loc[usages["logical_name"].notna(), ENV]
+    known = set(refs[ENV].dropna().unique()) | set(named.dropna().unique())
     envs = [
         env
         for env in records(snapshot.environments, [ENV, "status", "status_reason"])
@@ -78,10 +80,12 @@ class _EntityTables:
         references_shown: int | None,
         flows_shown: int | None,
     ) -> None:
-        refs = snapshot.references[snapshot.references[ENV].isin(env_ids)]
+        # Only the columns shown: every column taken costs, and the tables are large.
+        refs = _columns(snapshot.references, REFERENCE_FIELDS)
+        refs = refs[refs[ENV].isin(env_ids)]
         refs = refs.iloc[np.argsort(fold_key(refs["display_name"]), kind="stable")]
         refs = refs.assign(**{LN: fold_text(refs["logical_name"])})
-        usages = snapshot.usages
+        usages = _columns(snapshot.usages, USE_FIELDS)
         uses = usages[usages["logical_name"].notna() & usages[ENV].isin(env_ids)]
         uses = uses.assign(**{LN: fold_text(uses["logical_name"])})
         per_name = uses.groupby([ENV, LN], sort=False).size()
@@ -226,27 +230,19 @@ def duplicate_groups(
     moves), in environment and group order; ``total`` counts them all. Each group lists at most
     ``rows_shown`` members, moves and leftovers; its ``*_total`` counts are exact.
     """
-    members = _members_frame(findings)
-    survivors = _group_frame(part(proposals, "survivors"), SURVIVOR_FIELDS)
-    moves = _group_frame(part(proposals, "moves"), MOVE_FIELDS)
-    leftovers = _group_frame(part(proposals, "leftovers"), LEFTOVER_FIELDS)
-    frames = [f for f in (members, survivors, moves, leftovers) if f is not None]
+    frames = _group_sources(findings, proposals)
     if not frames:
         return {"groups": [], "total": 0}
-    keys = pd.concat([f[[GROUP_KEY, ENV, GROUP]] for f in frames]).drop_duplicates(GROUP_KEY)
+    frames, keys = _number_groups(frames)
     total = len(keys)
     if shown is not None and total > shown:
-        keys = _largest_groups(keys, members, survivors, moves, leftovers, env_names, shown)
-        selected = set(keys[GROUP_KEY])
-        members, survivors, moves, leftovers = (
-            None if f is None else f[f[GROUP_KEY].isin(selected)]
-            for f in (members, survivors, moves, leftovers)
-        )
+        selected = np.zeros(total, dtype=bool)
+        selected[_largest_groups(keys, frames, env_names, shown)] = True
+        frames = {name: f[selected[f[GROUP_KEY].to_numpy()]] for name, f in frames.items()}
+    # Rows carry the group id as text, str(group_id), as the templates show it.
+    frames = {name: f.assign(**{GROUP: _group_text(f)}) for name, f in frames.items()}
     parts = _GroupParts(
-        members=_by_group(members, ["object_id"]),
-        survivors=_by_group(survivors, SURVIVOR_FIELDS),
-        moves=_by_group(moves, MOVE_FIELDS),
-        leftovers=_by_group(leftovers, LEFTOVER_FIELDS),
+        **{name: _by_group(frames.get(name), columns) for name, columns in GROUP_SOURCES.items()},
         env_names=env_names,
         has_proposal=proposals is not None,
         rows_shown=rows_shown,
@@ -257,7 +253,7 @@ def duplicate_groups(
     return {"groups": groups, "total": total}
 
 
-GROUP, GROUP_KEY = "group_id", "_group"  # GROUP_KEY: environment and group id in one text
+GROUP, GROUP_KEY = "group_id", "_group"  # GROUP_KEY: the number of environment and group id
 SURVIVOR_FIELDS = ["survivor_id", "reason"]
 MOVE_FIELDS = [
     "flow_id",
@@ -269,64 +265,96 @@ MOVE_FIELDS = [
     "reason",  # older name of why_blocked
 ]
 LEFTOVER_FIELDS = ["reference_id", "logical_name", "deletable", "why_not"]
+GROUP_SOURCES = {  # the rows that name a group (members: the findings) and their columns shown
+    "members": ["object_id"],
+    "survivors": SURVIVOR_FIELDS,
+    "moves": MOVE_FIELDS,
+    "leftovers": LEFTOVER_FIELDS,
+}
+PROPOSAL_PARTS = ("survivors", "moves", "leftovers")
+REFERENCE_IDS = {"members": "object_id", "survivors": "survivor_id", "leftovers": "reference_id"}
 ROLE_ORDER = ("survivor", "member", "leftover")
 Rows = Mapping[Key, list[dict[str, Any]]]
 
 
-def _group_frame(frame: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame | None:
-    """Return the rows with their group key, environment, group id (as text) and ``columns``."""
-    if frame is None or frame.empty:
-        return None
-    env = frame[ENV]
-    group = frame[GROUP].astype("string").fillna("None")  # str(group_id), as rows carry it
-    data = {col: frame[col] for col in columns if col in frame.columns}
-    key = env.astype("string").fillna("") + "\x1f" + group
-    return pd.DataFrame({GROUP_KEY: key, ENV: env, GROUP: group, **data})
+def _group_sources(findings: pd.DataFrame, proposals: Any) -> dict[str, pd.DataFrame]:
+    """Return the rows of each source that has any: environment, group id and its columns."""
+    frames = {"members": _members_frame(findings)}
+    for name in PROPOSAL_PARTS:
+        frame, columns = part(proposals, name), GROUP_SOURCES[name]
+        if frame is not None and not frame.empty:
+            # Only the columns shown: the proposals of a large tenant hold a million moves.
+            frames[name] = frame[[ENV, GROUP, *(col for col in columns if col in frame.columns)]]
+    return {name: frame for name, frame in frames.items() if frame is not None and not frame.empty}
 
 
 def _members_frame(findings: pd.DataFrame) -> pd.DataFrame | None:
     if "group_id" not in findings.columns or findings.empty:
         return None
     mask = findings["group_id"].notna() & (findings["object_type"] == "reference")
-    grouped = findings[[ENV, GROUP, "object_id"]][mask.fillna(False).astype(bool)]
-    frame = _group_frame(grouped, ["object_id"])
-    # The first sighting of each member, in the findings' order.
-    return None if frame is None else frame.drop_duplicates([GROUP_KEY, "object_id"])
+    return findings[[ENV, GROUP, "object_id"]][mask.fillna(False).astype(bool)]
+
+
+def _group_text(frame: pd.DataFrame) -> pd.Series:
+    return frame[GROUP].astype("string").fillna("None")  # str(group_id), as rows carry it
+
+
+def _number_groups(
+    frames: dict[str, pd.DataFrame],
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Number the groups in order of first sighting (members, survivors, moves, leftovers).
+
+    Return the frames with each row's group number (GROUP_KEY), the members reduced to the first
+    sighting of each, and per number the group's environment and group id (as text).
+    """
+    # A group is its environment (a missing one as "") and group id: integer codes of both
+    # number the pairs without building a text key per row.
+    envs = pd.concat([f[ENV] for f in frames.values()], ignore_index=True)
+    group_ids = pd.concat([_group_text(f) for f in frames.values()], ignore_index=True)
+    env_codes, _ = pd.factorize(envs.astype("string").fillna(""))
+    id_codes, ids = pd.factorize(group_ids)
+    numbers, _ = pd.factorize(env_codes.astype(np.int64) * len(ids) + id_codes)
+    _, first = np.unique(numbers, return_index=True)  # numbers count up in order of sighting
+    keys = pd.DataFrame({ENV: envs.take(first), GROUP: group_ids.take(first)})
+    bounds = np.cumsum([0, *(len(f) for f in frames.values())])
+    numbered = {
+        name: frame.assign(**{GROUP_KEY: numbers[start:stop]})
+        for (name, frame), start, stop in zip(frames.items(), bounds[:-1], bounds[1:], strict=True)
+    }
+    if "members" in numbered:  # the first sighting of each member, in the findings' order
+        numbered["members"] = numbered["members"].drop_duplicates([GROUP_KEY, "object_id"])
+    return numbered, keys.reset_index(drop=True)
 
 
 def _largest_groups(
     keys: pd.DataFrame,
-    members: pd.DataFrame | None,
-    survivors: pd.DataFrame | None,
-    moves: pd.DataFrame | None,
-    leftovers: pd.DataFrame | None,
+    frames: dict[str, pd.DataFrame],
     env_names: Mapping[str, str],
     shown: int,
-) -> pd.DataFrame:
-    """Return the ``shown`` groups with the most references, then the most flow-key moves."""
-    sources = ((members, "object_id"), (survivors, "survivor_id"), (leftovers, "reference_id"))
+) -> np.ndarray:
+    """Return the numbers of the ``shown`` groups with the most references, then moves."""
     ids = [
-        f[[GROUP_KEY, col]].set_axis([GROUP_KEY, "ref"], axis=1)
-        for f, col in sources
-        if f is not None and col in f.columns
+        frames[name][[GROUP_KEY, col]].set_axis([GROUP_KEY, "ref"], axis=1)
+        for name, col in REFERENCE_IDS.items()
+        if name in frames and col in frames[name].columns
     ]
-    size = pd.Series(0, index=keys[GROUP_KEY].to_numpy())
+    size = np.zeros(len(keys), dtype=np.int64)
     if ids:
         refs = pd.concat(ids).dropna(subset=["ref"]).drop_duplicates()
-        size = refs[GROUP_KEY].value_counts().reindex(size.index, fill_value=0)
-    moved = pd.Series(0, index=size.index)
-    if moves is not None:
-        moved = moves[GROUP_KEY].value_counts().reindex(size.index, fill_value=0)
+        size = np.bincount(refs[GROUP_KEY].to_numpy(), minlength=len(keys))
+    moved = np.zeros(len(keys), dtype=np.int64)
+    if "moves" in frames:
+        moved = np.bincount(frames["moves"][GROUP_KEY].to_numpy(), minlength=len(keys))
     names = [env_names.get(e, e) for e in keys[ENV].astype(object)]
     order = np.lexsort(
         (
             fold_key(keys[GROUP]),
             fold_key(pd.Series(names, dtype=object)),
-            -moved.to_numpy(dtype=np.int64),
-            -size.to_numpy(dtype=np.int64),
+            -moved,
+            -size,
         )
     )
-    return keys.iloc[order[:shown]]
+    return order[:shown]
 
 
 @dataclass(frozen=True)
@@ -414,6 +442,11 @@ def _by_group(frame: pd.DataFrame | None, columns: list[str]) -> dict[Key, list[
     return out
 
 
+def _columns(frame: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
+    """Return the frame's columns of ``names`` that it has (records() fills in the others)."""
+    return frame[[name for name in names if name in frame.columns]]
+
+
 def _pick(frame: pd.DataFrame, id_column: str, wanted: set[Key]) -> pd.DataFrame:
     """Return the rows whose (environment, ``id_column``) is wanted."""
     if not wanted:
@@ -427,14 +460,14 @@ class _Lookups:
     """Reference, flow-name and usage-count lookups for the shown groups."""
 
     def __init__(self, snapshot: Snapshot, parts: _GroupParts) -> None:
-        refs = _pick(snapshot.references, "reference_id", parts.reference_keys())
+        # Only the columns read: filtering every column of a million flows or uses is slow.
+        refs = _columns(snapshot.references, REFERENCE_FIELDS)
+        refs = _pick(refs, "reference_id", parts.reference_keys())
         self.refs = {(r[ENV], r["reference_id"]): r for r in records(refs, REFERENCE_FIELDS)}
-        flows = _pick(snapshot.flows, "flow_id", parts.flow_keys())
-        self.flows = {
-            (f[ENV], f["flow_id"]): f["name"] for f in records(flows, [ENV, "flow_id", "name"])
-        }
+        flows = _pick(_columns(snapshot.flows, FLOW_FIELDS), "flow_id", parts.flow_keys())
+        self.flows = {(f[ENV], f["flow_id"]): f["name"] for f in records(flows, FLOW_FIELDS)}
         names = {(env, fold(r["logical_name"])) for (env, _), r in self.refs.items()}
-        usages = snapshot.usages
+        usages = _columns(snapshot.usages, [ENV, "logical_name", "flow_id"])
         usages = usages[usages["logical_name"].notna() & usages[ENV].isin({e for e, _ in names})]
         usages = usages.assign(**{LN: fold_text(usages["logical_name"])})
         counts = _pick(usages, LN, names).groupby([ENV, LN])["flow_id"].nunique()

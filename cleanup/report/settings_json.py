@@ -8,11 +8,12 @@ taken raw from remote data, so a name like ``../../etc/passwd`` cannot leave the
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cleanup.interpreter import gc_paused
 from cleanup.report.rows import fold_key, part, records
 from cleanup.snapshot.model import Snapshot
 
@@ -30,6 +32,19 @@ HASH_CHARS = 10
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 RefKey = tuple[str, str]
+Settings = dict[str, list[dict[str, str]]]  # one environment's deployment settings
+
+ENV = "environment_id"
+FIELDS = {  # settings file key: references column
+    "LogicalName": "logical_name",
+    "ConnectionId": "connection_id",
+    "ConnectorId": "connector_id",
+}
+# json.dumps(settings, indent=2) of the one shape the files have, and of one reference in it.
+FILE_TEXT = '{\n  "EnvironmentVariables": [],\n  "ConnectionReferences": [\n%s\n  ]\n}'
+ITEM_TEXT = (
+    '    {\n      "LogicalName": %s,\n      "ConnectionId": %s,\n      "ConnectorId": %s\n    }'
+)
 
 
 def settings_file_name(display_name: str | None, environment_id: str) -> str:
@@ -52,26 +67,47 @@ def deleted_references(proposals: Any = None, plan: Any = None) -> set[RefKey]:
     Without a plan, the deletable leftovers of the proposals stand in for it.
     """
     if plan is not None:
-        # A plan may hold a million actions: what varies by type is worked out once per type.
-        mappings: dict[type, bool] = {}
-        deletes: dict[Any, bool] = {}
-        out: set[RefKey] = set()
-        for action in part(plan, "actions") or []:
-            cls = type(action)
-            mapping = mappings.get(cls)
-            if mapping is None:
-                mapping = mappings[cls] = isinstance(action, Mapping)
-            kind = action.get("kind") if mapping else getattr(action, "kind", None)
-            if kind is None:
-                kind = _kind(action, mapping)
-            delete = deletes.get(kind)
-            if delete is None:
-                delete = deletes[kind] = "delete" in str(kind).lower()
-            if delete and (key := _reference_key(action, mapping)):
-                out.add(key)
-        return out
+        return _planned_deletes(part(plan, "actions") or [])
     rows = records(part(proposals, "leftovers"), ["environment_id", "reference_id", "deletable"])
     return {(r["environment_id"], r["reference_id"]) for r in rows if r["deletable"] is True}
+
+
+def _planned_deletes(actions: Iterable[Any]) -> set[RefKey]:
+    """Return the references of the actions whose kind says they delete."""
+    # A plan may hold a million actions, most of a class whose kind is fixed: those classes
+    # are decided once, and only their delete actions are read.
+    fixed: dict[type, bool | None] = {}  # class -> whether its actions delete (None: ask each)
+    out: set[RefKey] = set()
+    for action in actions:
+        cls = type(action)
+        if cls not in fixed:
+            kind = _class_kind(cls)
+            fixed[cls] = None if kind is None else _is_delete(kind)
+        delete = fixed[cls]
+        if delete is None:  # a mapping, or an object that may carry its own kind
+            mapping = isinstance(action, Mapping)
+            key = _reference_key(action, mapping) if _is_delete(_kind(action, mapping)) else None
+        else:
+            key = _reference_key(action, mapping=False) if delete else None
+        if key:
+            out.add(key)
+    return out
+
+
+def _class_kind(cls: type) -> str | None:
+    """The kind of every instance of ``cls`` when the class alone decides it, else None."""
+    # A plain text class attribute that no instance can shadow: no instance __dict__ (slots),
+    # no attribute hooks. The plan's action dataclasses are such classes.
+    kind = inspect.getattr_static(cls, "kind", None)
+    if not isinstance(kind, str) or issubclass(cls, Mapping) or cls.__dictoffset__:
+        return None
+    if hasattr(cls, "__getattr__") or cls.__getattribute__ is not object.__getattribute__:
+        return None
+    return kind
+
+
+def _is_delete(kind: Any) -> bool:
+    return "delete" in str(kind).lower()
 
 
 def _kind(action: Any, mapping: bool) -> Any:
@@ -95,26 +131,31 @@ def _reference_key(action: Any, mapping: bool) -> RefKey | None:
 
 def deployment_settings(
     snapshot: Snapshot, proposals: Any = None, plan: Any = None
-) -> dict[str, dict[str, list[dict[str, str]]]]:
+) -> dict[str, Settings]:
     """Return, per complete environment id, its pac deployment settings after the plan."""
-    deleted = deleted_references(proposals, plan)
     complete = snapshot.complete_environments()
-    out: dict[str, dict[str, list[dict[str, str]]]] = {
-        env_id: {"EnvironmentVariables": [], "ConnectionReferences": []} for env_id in complete
-    }
+    refs = _remaining_references(snapshot, complete, deleted_references(proposals, plan))
+    return _settings_dicts(refs, complete)
+
+
+def _remaining_references(
+    snapshot: Snapshot, complete: set[str], deleted: set[RefKey]
+) -> pd.DataFrame:
+    """Return the references of complete environments the plan keeps, by logical name."""
     refs = snapshot.references
-    refs = refs[refs["environment_id"].isin(list(complete))]
-    if refs.empty:
-        return out
-    refs = refs.iloc[np.argsort(fold_key(refs["logical_name"]), kind="stable")]
-    columns = [
-        _texts(refs, name)
-        for name in ("environment_id", "reference_id", "logical_name", "connection_id")
-    ]
-    columns.append(_texts(refs, "connector_id"))
-    for env_id, ref_id, logical, connection, connector in zip(*columns, strict=True):
-        if (env_id, ref_id) in deleted:
-            continue
+    # Only the columns the files need: filtering many text columns of a large table is slow.
+    refs = refs[[col for col in (ENV, "reference_id", *FIELDS.values()) if col in refs.columns]]
+    refs = refs[refs[ENV].isin(list(complete))]
+    keys = zip(refs[ENV].tolist(), _texts(refs, "reference_id"), strict=True)
+    refs = refs[np.array([key not in deleted for key in keys], dtype=bool)]
+    return refs.iloc[np.argsort(fold_key(refs["logical_name"]), kind="stable")]
+
+
+def _settings_dicts(refs: pd.DataFrame, complete: set[str]) -> dict[str, Settings]:
+    """Return the settings of each complete environment from its remaining references."""
+    out: dict[str, Settings] = {env_id: _empty_settings() for env_id in complete}
+    columns = [_texts(refs, name) for name in (ENV, *FIELDS.values())]
+    for env_id, logical, connection, connector in zip(*columns, strict=True):
         out[env_id]["ConnectionReferences"].append(
             {
                 "LogicalName": logical,
@@ -126,6 +167,10 @@ def deployment_settings(
     return out
 
 
+def _empty_settings() -> Settings:
+    return {"EnvironmentVariables": [], "ConnectionReferences": []}
+
+
 def _texts(frame: pd.DataFrame, name: str) -> list[Any]:
     """Return a column as Python values, missing ones (and a missing column) as ""."""
     if name not in frame.columns:
@@ -134,6 +179,7 @@ def _texts(frame: pd.DataFrame, name: str) -> list[Any]:
     return values.where(values.notna(), "").tolist()
 
 
+@gc_paused()  # no cycles among its rows; a collection would walk every live object
 def write_deployment_settings(
     snapshot: Snapshot, run_folder: str | Path, proposals: Any = None, plan: Any = None
 ) -> list[Path]:
@@ -144,27 +190,59 @@ def write_deployment_settings(
         r["environment_id"]: r["display_name"]
         for r in records(snapshot.environments, ["environment_id", "display_name"])
     }
+    complete = snapshot.complete_environments()
+    refs = _remaining_references(snapshot, complete, deleted_references(proposals, plan))
     index, written = [], []
-    for env_id, settings in sorted(deployment_settings(snapshot, proposals, plan).items()):
+    for env_id, text in sorted(_settings_texts(refs, complete).items()):
         file_name = settings_file_name(names.get(env_id), env_id)
-        written.append(_write_json(folder / file_name, settings, settings_text(settings)))
+        written.append(_write_text(folder / file_name, text))
         index.append(
             {"file": file_name, "environment_id": env_id, "display_name": names.get(env_id)}
         )
-    _write_json(folder / INDEX_FILE, index)
+    _write_text(folder / INDEX_FILE, json.dumps(index, indent=2))
     return written
 
 
-def _write_json(path: Path, data: Any, text: str | None = None) -> Path:
+def _write_text(path: Path, text: str) -> Path:
     # Atomic: a crash never leaves half a settings file for a pipeline to import.
     tmp = path.with_name(f".{path.name}.tmp")
-    body = json.dumps(data, indent=2) if text is None else text
-    tmp.write_text(body + "\n", encoding="utf-8")
+    with open(tmp, "wb") as out:
+        out.write(text.encode("utf-8") + b"\n")
     os.replace(tmp, path)
     return path
 
 
-def settings_text(settings: dict[str, list[dict[str, str]]]) -> str:
+def _settings_texts(refs: pd.DataFrame, complete: set[str]) -> dict[str, str]:
+    """Return each complete environment's settings file text, as ``settings_text`` lays out."""
+    if not all(name not in refs or _is_text(refs[name]) for name in FIELDS.values()):
+        # A value that is not text: the layout of settings_text (or json) knows what to do.
+        return {env: settings_text(s) for env, s in _settings_dicts(refs, complete).items()}
+    out = dict.fromkeys(complete, settings_text(_empty_settings()))
+    # The references by environment, in logical-name order within each (a stable sort).
+    codes, env_ids = pd.factorize(refs[ENV])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(env_ids) + 1))
+    columns = [_json_texts(refs, name)[order] for name in FIELDS.values()]
+    items = [ITEM_TEXT % cells for cells in zip(*columns, strict=True)]
+    for env_id, start, stop in zip(env_ids, bounds[:-1], bounds[1:], strict=True):
+        out[env_id] = FILE_TEXT % ",\n".join(items[start:stop])
+    return out
+
+
+def _is_text(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.StringDtype)
+
+
+def _json_texts(refs: pd.DataFrame, name: str) -> np.ndarray:
+    """Return ``json.dumps`` of each value of a text column, a missing one as ``""``."""
+    if name not in refs.columns:
+        return np.full(len(refs), '""', dtype=object)
+    codes, uniques = pd.factorize(refs[name])
+    # Each distinct value is encoded once; factorize's -1 (missing) picks the trailing "".
+    return np.array([*map(encode_basestring_ascii, uniques), '""'], dtype=object)[codes]
+
+
+def settings_text(settings: Settings) -> str:
     """Return ``json.dumps(settings, indent=2)`` of one environment's deployment settings.
 
     With ``indent`` the json module encodes in pure Python, and a tenant's settings hold
@@ -179,11 +257,9 @@ def settings_text(settings: dict[str, list[dict[str, str]]]) -> str:
     quote = encode_basestring_ascii  # what json.dumps uses for a str (ensure_ascii)
     try:
         items = ",\n".join(
-            f'    {{\n      "LogicalName": {quote(r["LogicalName"])},\n'
-            f'      "ConnectionId": {quote(r["ConnectionId"])},\n'
-            f'      "ConnectorId": {quote(r["ConnectorId"])}\n    }}'
+            ITEM_TEXT % (quote(r["LogicalName"]), quote(r["ConnectionId"]), quote(r["ConnectorId"]))
             for r in refs
         )
     except TypeError:  # a value that is not text: json knows what to do
         return json.dumps(settings, indent=2)
-    return f'{{\n  "EnvironmentVariables": [],\n  "ConnectionReferences": [\n{items}\n  ]\n}}'
+    return FILE_TEXT % items

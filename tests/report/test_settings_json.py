@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
@@ -150,3 +152,62 @@ def test_settings_text_is_what_json_writes(name):
         "ConnectionReferences": [dict.fromkeys(["LogicalName", "ConnectionId", "ConnectorId"], 1)],
     }
     assert settings_text(odd) == json.dumps(odd, indent=2)
+
+
+@dataclass(frozen=True, slots=True)
+class SlottedDelete:
+    """Like the plan's actions: slots, and the kind fixed by the class."""
+
+    kind: ClassVar[str] = "delete-reference"
+    environment_id: str
+    reference_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlottedRename:
+    kind: ClassVar[str] = "rename-reference"
+    environment_id: str
+    reference_id: str
+
+
+class OwnKind:
+    """An action whose instances carry their own kind (the class attribute is a default)."""
+
+    kind = "rename-reference"
+
+    def __init__(self, kind: str, reference_id: str) -> None:
+        self.kind, self.environment_id, self.reference_id = kind, PROD, reference_id
+
+
+def test_deletes_are_found_whether_the_class_or_the_action_says_so():
+    actions = [
+        SlottedDelete(PROD, "r1"),
+        SlottedRename(PROD, "r2"),
+        OwnKind("delete-reference", "r3"),
+        OwnKind("rename-reference", "r4"),
+        SlottedDelete(PROD, ""),  # no reference: nothing to delete
+        {"kind": "Delete", "environment_id": PROD, "object_id": "r5"},
+    ]
+    assert deleted_references(plan={"actions": actions}) == {
+        (PROD, "r1"),
+        (PROD, "r3"),
+        (PROD, "r5"),
+    }
+
+
+@pytest.mark.parametrize("name", ['Ünïcödé "x" \\ \t', "名前", ""])
+def test_written_files_are_the_settings_as_json(tmp_path, name):
+    # The files are laid out column-wise; they must read as json.dumps of deployment_settings.
+    snap = make_snapshot()
+    refs = snap.references.copy()
+    refs.loc[refs["reference_id"] == "r2", "logical_name"] = name
+    refs.loc[refs["reference_id"] == "r3", "connector_id"] = None
+    snap = type(snap)(**{**snap.tables(), "references": refs}, metadata={})
+    expected = deployment_settings(snap, make_proposals(), FakePlan())
+    write_deployment_settings(snap, tmp_path, make_proposals(), FakePlan())
+    folder = tmp_path / SETTINGS_DIR
+    index = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
+    assert [row["environment_id"] for row in index] == sorted(expected)
+    for row in index:
+        text = (folder / row["file"]).read_text(encoding="utf-8")
+        assert text == json.dumps(expected[row["environment_id"]], indent=2) + "\n"
