@@ -34,16 +34,15 @@ import hashlib
 import json
 import typing
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, lru_cache
-from itertools import islice
+from itertools import chain, islice, repeat
 from json.encoder import encode_basestring
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -1126,8 +1125,17 @@ class _Rows:
             found = map(self.find, envs, ids)
             return np.fromiter((-1 if p is None else p for p in found), np.intp, len(ids))
         fast = self._arrow_positions(envs, ids)
-        if fast is not None:
-            return fast
+        if fast is None:
+            return self._indexed_positions(envs, ids)
+        pos, unsure = fast
+        if len(unsure):  # ids also in another environment: those by both keys
+            pos[unsure] = self._indexed_positions(_at(envs, unsure), _at(ids, unsure))
+        return pos
+
+    def _indexed_positions(self, envs: Sequence[Any], ids: Sequence[Any]) -> np.ndarray:
+        """``positions`` by a lookup of both keys in a (slower) two-level index."""
+        if not len(ids):
+            return np.full(0, -1, dtype=np.intp)
         index, first = self._index
         keys = [v if isinstance(v, pd.Series) else _string_array(list(v)) for v in (envs, ids)]
         pos = index.get_indexer(pd.MultiIndex.from_arrays(keys))
@@ -1135,16 +1143,18 @@ class _Rows:
 
     @cached_property
     def _arrow_keys(self) -> tuple[pa.Array, pa.Array] | None:
-        """The (environment, id) columns as arrow arrays if ids are unique strings, else None."""
+        """The (environment, id) columns as arrow arrays if both hold strings, else None."""
         envs, ids = (_arrow_strings(self.frame[n]) for n in ("environment_id", self.id_column))
-        if envs is None or ids is None or pc.count_distinct(ids).as_py() != len(ids):
-            return None
-        return envs, ids
+        return None if envs is None or ids is None else (envs, ids)
 
-    def _arrow_positions(self, envs: Sequence[Any], ids: Sequence[Any]) -> np.ndarray | None:
-        """``positions`` by an arrow hash lookup of the ids (None if the keys do not allow it).
+    def _arrow_positions(
+        self, envs: Sequence[Any], ids: Sequence[Any]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``positions`` by an arrow hash lookup of the ids, and where that is unsure.
 
-        Ids are unique here, so a row is found by its id alone; its environment must match.
+        A key is looked up by its id alone, which finds the first row with that id: the row
+        wanted if its environment matches. If not, the id may be in several environments, so
+        the lookup is unsure there. None if the keys are not strings.
         """
         keys = self._arrow_keys
         if keys is None:
@@ -1153,17 +1163,23 @@ class _Rows:
         if wanted_envs is None or wanted_ids is None:
             return None
         found = pc.index_in(wanted_ids.cast(keys[1].type), value_set=keys[1])
-        same_env = pc.equal(keys[0].take(found), wanted_envs.cast(keys[0].type))
-        pos = pc.if_else(pc.fill_null(same_env, False), found, -1)
-        return np.asarray(pos.to_numpy(zero_copy_only=False), dtype=np.intp)
+        same_env = pc.fill_null(
+            pc.equal(keys[0].take(found), wanted_envs.cast(keys[0].type)), False
+        )
+        pos = pc.if_else(same_env, found, -1).to_numpy(zero_copy_only=False)
+        unsure = pc.and_(pc.is_valid(found), pc.invert(same_env)).to_numpy(zero_copy_only=False)
+        return np.array(pos, dtype=np.intp), np.flatnonzero(unsure)  # a copy: callers write
 
     def gather(self, positions: np.ndarray, names: Sequence[str]) -> dict[str, list[Any]]:
         """Columns of the rows at ``positions`` (as lists, None where a position is -1)."""
         missing = positions < 0
         if not len(self.frame):
             return {name: [None] * len(positions) for name in names}
-        rows = _rows_where(self.frame, names, np.where(missing, 0, positions))
-        out = dict(zip(names, _columns(rows, names), strict=True))
+        at = np.where(missing, 0, positions)
+        # Columns converted already are taken from their lists; the others by arrow.
+        fresh = [name for name in names if name not in self.values]
+        taken = dict(zip(fresh, _columns(_rows_where(self.frame, fresh, at), fresh), strict=True))
+        out = {n: taken[n] if n in taken else _objects(self.values[n])[at].tolist() for n in names}
         if missing.any():
             for values in out.values():
                 for i in np.flatnonzero(missing).tolist():
@@ -1192,6 +1208,11 @@ class _Context:
         known = usages[keys].notna().all(axis=1).to_numpy(dtype=bool)
         uses = _rows_where(usages, keys, None if known.all() else known)
         return uses.assign(_ln=uses["logical_name"].str.lower())
+
+    @cached_property
+    def usage_keys(self) -> _UsageKeys:
+        """The usages as integer codes, for matching them with rewires."""
+        return _UsageKeys(self.usages)
 
     def reference(self, env: str, ref_id: str) -> dict[str, Any] | None:
         """Return a ``references`` row (None for missing values), or None if absent."""
@@ -1259,7 +1280,9 @@ def build_plan(
     if settings.propose_renames:
         units += _rename_units(ctx, findings, deleted, skipped)
     actions = _within_limits(units, settings.max_actions_per_environment, skipped)
-    actions = _drop_still_used_deletes(ctx, actions, skipped)
+    # Dropping deletes leaves the rewires as they are, so one count serves the drop and the guard.
+    still_used = _used_after(ctx, actions)
+    actions = _drop_still_used_deletes(actions, still_used, skipped)
     created = now if now.tzinfo else now.replace(tzinfo=UTC)
     plan = Plan(
         run_id=run_id,
@@ -1270,7 +1293,7 @@ def build_plan(
         actions=_ordered(actions),
         skipped=_unique_skips(skipped),
     )
-    _ensure_safe(plan, ctx)
+    _ensure_safe(plan, ctx, still_used)
     return plan
 
 
@@ -1341,6 +1364,13 @@ def _isin(series: pd.Series, values: Iterable[Any]) -> np.ndarray:
     return objects.isin(pd.Series(wanted, dtype=object)).to_numpy(dtype=bool)
 
 
+def _at(values: Sequence[Any], rows: np.ndarray) -> Sequence[Any]:
+    """Some of a column's values (a Series or a list), by position."""
+    if isinstance(values, pd.Series):
+        return values.iloc[rows]
+    return [values[i] for i in rows.tolist()]
+
+
 def _arrow_strings(values: Any) -> pa.Array | None:
     """Values as one arrow string array (a Series of arrow strings, or a list of str/None).
 
@@ -1378,73 +1408,180 @@ def _positions(series: pd.Series) -> dict[Any, list[int]]:
     keys = [None if pd.isna(u) else u for u in np.asarray(uniques, dtype=object).tolist()]
     if not keys:
         return {}
-    order = np.argsort(codes, kind="stable")
-    bounds = np.cumsum(np.bincount(codes, minlength=len(keys)))[:-1]
-    return dict(zip(keys, (part.tolist() for part in np.split(order, bounds)), strict=True))
+    order = np.argsort(codes, kind="stable").tolist()  # slices of one list: cheaper than arrays
+    ends = np.cumsum(np.bincount(codes, minlength=len(keys))).tolist()
+    return {key: order[a:z] for key, a, z in zip(keys, [0, *ends[:-1]], ends, strict=True)}
 
 
 _FLOW_UNKNOWN = "the flow is not in the snapshot"
 _FLOW_UNHASHED = "the flow's content hash is unknown, so apply could not detect a change"
 
 
-def _flow_problem(position: int, is_managed: Any, clientdata_sha256: Any) -> str | None:
-    if position < 0:
-        return _FLOW_UNKNOWN
-    if is_managed is not False:
-        return BLOCK_MANAGED_FLOW
-    return None if clientdata_sha256 else _FLOW_UNHASHED
+_MOVE_COLUMNS = (
+    "environment_id",
+    "group_id",
+    "flow_id",
+    "key",
+    "from_reference_id",
+    "from_logical_name",
+    "why_blocked",
+)
 
 
 class _Moves:
-    """The proposed moves, each with what the snapshot says of its flow (a tuple per row).
+    """The proposed moves as columns, with what the snapshot says of each move's flow.
 
-    A row's ``why`` is the move's own block, else its flow's problem (unknown, managed, no
-    content hash); the survivor and protection are checked per group.
+    A column is kept as codes into its distinct values (see ``_coded``). ``why`` is a move's own
+    block, else its flow's problem (unknown, managed, no content hash); the survivor and
+    protection are checked per group. ``flow`` maps a move to its flow in ``flows``.
     """
 
     def __init__(self, ctx: _Context, frame: pd.DataFrame) -> None:
-        columns = ("environment_id", "flow_id", "key", "from_reference_id", "from_logical_name")
-        env, flow_id, key, from_id, from_ln = _columns(frame, columns, shared=True)
-        (why_blocked, group_id) = _columns(frame, ("why_blocked", "group_id"), shared=True)
-        self.of_group = _positions(pd.Series(group_id, dtype=object))
-        self.from_id = from_id
-        pos = ctx.flows.positions(frame["environment_id"], frame["flow_id"])
-        flows = ctx.flows.gather(pos, ("name", "is_managed", "clientdata_sha256"))
-        why = [
-            blocked or _flow_problem(p, managed, sha)
-            for blocked, p, managed, sha in zip(
-                why_blocked,
-                pos.tolist(),
-                flows["is_managed"],
-                flows["clientdata_sha256"],
-                strict=True,
-            )
-        ]
-        names = [name or fid for name, fid in zip(flows["name"], flow_id, strict=True)]
-        pre = self._preconditions(ctx, pos)
-        self.rows = list(zip(env, flow_id, names, key, from_id, from_ln, why, pre, strict=True))
+        self.columns = {name: _coded(frame, name) for name in _MOVE_COLUMNS}
+        self.of_group = _positions(pd.Series(self.values("group_id"), dtype=object))
+        self.flow, positions = pd.factorize(
+            ctx.flows.positions(frame["environment_id"], frame["flow_id"])
+        )
+        self.flows = _Flows(ctx, positions)
+        names = self.flows.name[self.flow]
+        self.name = np.where(_truthy(names), names, self.values("flow_id"))
+        blocked = self.values("why_blocked")
+        self.why = np.where(_truthy(blocked), blocked, self.flows.problem[self.flow])
 
-    @staticmethod
-    def _preconditions(ctx: _Context, pos: np.ndarray) -> list[FlowPreconditions]:
-        """Each move's flow preconditions (one value per flow)."""
-        flows, first = np.unique(pos, return_inverse=True)
-        names = ("etag", "modified_on", "clientdata_sha256", "state")
-        etags, modified, hashes, states = ctx.flows.gather(flows, names).values()
-        states = [FLOW_STATES.get(s, "unknown") if s is not None else "unknown" for s in states]
-        pres = np.empty(len(flows), dtype=object)
-        pres[:] = list(map(FlowPreconditions, etags, modified, hashes, states))
-        return pres[first.reshape(-1)].tolist()  # type: ignore[no-any-return]
+    def values(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """A column's values (at some rows), as ``_columns`` gives them."""
+        codes, values = self.columns[name]
+        return values[codes if rows is None else codes[rows]]  # type: ignore[no-any-return]
+
+    def json(self, name: str, rows: np.ndarray) -> list[str]:
+        """A column's values at some rows as JSON (each distinct value encoded once)."""
+        codes, values = self.columns[name]
+        return _json_array(values)[codes[rows]].tolist()  # type: ignore[no-any-return]
+
+
+class _Flows:
+    """What the plan needs of some of the snapshot's flows, by position (-1: not in it)."""
+
+    def __init__(self, ctx: _Context, positions: np.ndarray) -> None:
+        names = ("name", "is_managed", "clientdata_sha256", "etag", "modified_on", "state")
+        got = {k: _objects(v) for k, v in ctx.flows.gather(positions, names).items()}
+        self.name = got["name"]
+        self.etag, self.modified_on = got["etag"], got["modified_on"]
+        self.clientdata_sha256 = got["clientdata_sha256"]
+        self.state = _objects(
+            [FLOW_STATES.get(s, "unknown") if s is not None else "unknown" for s in got["state"]]
+        )
+        unmanaged = np.fromiter((m is False for m in got["is_managed"]), bool, len(positions))
+        # Filled from the least to the most telling: unknown, then managed, then unhashed.
+        problem = np.full(len(positions), None, dtype=object)
+        problem[~_truthy(self.clientdata_sha256)] = _FLOW_UNHASHED
+        problem[~unmanaged] = BLOCK_MANAGED_FLOW
+        problem[positions < 0] = _FLOW_UNKNOWN
+        self.problem = problem
+
+    def preconditions(self, flows: np.ndarray) -> list[FlowPreconditions]:
+        """The preconditions of the given flows (one object per flow)."""
+        of, distinct = pd.factorize(flows)
+        fields = (self.etag, self.modified_on, self.clientdata_sha256, self.state)
+        pres = list(map(FlowPreconditions, *(f[distinct] for f in fields)))
+        return _objects(pres)[of].tolist()  # type: ignore[no-any-return]
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """Values as a numpy object array (one element per value, whatever the values are)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _truthy(values: np.ndarray) -> np.ndarray:
+    """Whether each value is truthy."""
+    return np.fromiter(map(bool, values.tolist()), bool, len(values))  # a list iterates faster
+
+
+def _coded(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A column as codes into its distinct values: ``values[codes]`` is what ``_columns`` gives.
+
+    Strings are factorized (repeats share one object; code -1, missing, takes the None at the
+    end); other columns keep a value per row. An absent column is all None.
+    """
+    if name not in frame.columns:
+        return np.full(len(frame), -1, dtype=np.intp), _objects([None])
+    series = frame[name]
+    if isinstance(series.dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(series)
+        return codes, np.append(uniques.to_numpy(dtype=object), None)
+    return np.arange(len(series)), _objects([*_plain_values(series), None])
+
+
+def _json_value(value: Any) -> str:
+    """A value as canonical JSON (what ``_canonical`` gives it)."""
+    return encode_basestring(value) if type(value) is str else _canonical(value)
+
+
+def _json_list(values: np.ndarray) -> list[str]:
+    """Each value as canonical JSON."""
+    listed = values.tolist()  # a list iterates faster
+    try:
+        return list(map(encode_basestring, listed))
+    except TypeError:  # not only strings
+        return [encode_basestring(v) if type(v) is str else _canonical(v) for v in listed]
+
+
+def _json_array(values: np.ndarray) -> np.ndarray:
+    """Each value as canonical JSON, as an object array (to be indexed by codes)."""
+    return _objects(_json_list(values))
+
+
+@dataclass
+class _Group:
+    """A duplicate group in scope: its unit, survivor, leftovers and moves, and what it skips."""
+
+    unit: _Unit
+    survivor_id: str
+    label: str  # the survivor, as delete reasons name it
+    leftovers: list[tuple[Any, ...]]
+    moves: list[int]
+    skips: list[Skipped]
+
+    @property
+    def gid(self) -> str:
+        """The group's id."""
+        return self.unit.order[1]
 
 
 def _group_units(
     ctx: _Context, proposals: Proposals, findings: pd.DataFrame | None, skipped: list[Skipped]
 ) -> list[_Unit]:
-    scope = _duplicate_scope(findings)
+    """A unit per duplicate group in scope: its rewires, then the deletes they allow.
+
+    What is skipped is said group by group, in the order of the survivors.
+    """
     moves = _Moves(ctx, proposals.moves)
+    slots = _groups(proposals, _duplicate_scope(findings), moves)
+    groups = [slot for slot in slots if isinstance(slot, _Group)]
+    rewired = _group_rewires(ctx, moves, groups)
+    _group_deletes(ctx, groups, rewired)
+    units = []
+    for slot in slots:
+        if isinstance(slot, Skipped):
+            skipped.append(slot)
+            continue
+        skipped.extend(slot.skips)
+        if slot.unit.actions:
+            units.append(slot.unit)
+    return units
+
+
+def _groups(
+    proposals: Proposals, scope: set[tuple[str, str]] | None, moves: _Moves
+) -> list[_Group | Skipped]:
+    """Each survivor's group with the leftovers and moves in scope, or why it is set aside."""
     columns = ("environment_id", "reference_id", "logical_name", "why_not")
     leftovers = list(zip(*_columns(proposals.leftovers, columns, shared=True), strict=True))
     (group_of_leftover,) = _columns(proposals.leftovers, ("group_id",), shared=True)
     leftovers_of = _positions(pd.Series(group_of_leftover, dtype=object))
+    from_id = moves.values("from_reference_id").tolist()
     columns = (
         "group_id",
         "environment_id",
@@ -1452,27 +1589,22 @@ def _group_units(
         "survivor_logical_name",
         "survivor_display_name",
     )
-    units = []
+    out: list[_Group | Skipped] = []
     for gid, env, survivor_id, survivor_ln, survivor_dn in zip(
         *_columns(proposals.survivors, columns, shared=True), strict=True
     ):
         if scope is not None and (env, survivor_id) not in scope:
             if scope:  # the rule ran, so this group was set aside on purpose: say so
                 name = survivor_ln or survivor_id
-                skipped.append(Skipped(env, "reference", survivor_id, name, SET_ASIDE))
+                out.append(Skipped(env, "reference", survivor_id, name, SET_ASIDE))
             continue
-        unit = _Unit(env, (0, gid))
-        kept = _in_scope([leftovers[i] for i in leftovers_of.get(gid, ())], scope, skipped)
+        skips: list[Skipped] = []
+        kept = _in_scope([leftovers[i] for i in leftovers_of.get(gid, ())], scope, skips)
         ids = {row[1] for row in kept}
-        from_id = moves.from_id
-        group_moves = [moves.rows[i] for i in moves.of_group.get(gid, ()) if from_id[i] in ids]
-        planned = _group_rewires(ctx, unit, gid, survivor_id, group_moves, skipped)
-        label = survivor_dn or survivor_ln
-        for leftover in kept:
-            _group_delete(ctx, unit, gid, label, leftover, planned, skipped)
-        if unit.actions:
-            units.append(unit)
-    return units
+        rows = [i for i in moves.of_group.get(gid, ()) if from_id[i] in ids]
+        unit = _Unit(env, (0, gid))
+        out.append(_Group(unit, survivor_id, survivor_dn or survivor_ln, kept, rows, skips))
+    return out
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -1524,72 +1656,203 @@ def _in_scope(
     return kept
 
 
-def _group_rewires(
-    ctx: _Context,
-    unit: _Unit,
-    group_id: str,
-    survivor_id: str,
-    moves: list[tuple[Any, ...]],
-    skipped: list[Skipped],
-) -> dict[str, list[str] | None]:
-    """Plan a group's rewires; return, per leftover, its rewire ids (None if one is blocked).
+def _group_rewires(ctx: _Context, moves: _Moves, groups: list[_Group]) -> _Rewired:
+    """Plan the groups' rewires into their units, and say in their skips which moves are not.
 
     Each move is re-checked against the snapshot, as proposals may be stale or hand-edited: the
     flow is known, unmanaged and hashed (see ``_Moves``), the survivor is known and bound, and
-    the reference the key leaves is not protected.
+    the reference the key leaves is not protected. All groups' moves are planned at once.
     """
-    planned: dict[str, list[str] | None] = defaultdict(list)
-    env = unit.environment_id
+    rows = np.fromiter(chain.from_iterable(g.moves for g in groups), np.intp)
+    group_of = np.repeat(np.arange(len(groups)), [len(g.moves) for g in groups])
+    targets = [_rewire_target(ctx, g.unit.environment_id, g.survivor_id) for g in groups]
+    why = moves.why[rows]
+    why = np.where(_truthy(why), why, _objects([t.problem for t in targets])[group_of])
+    if ctx.settings.protected_patterns:
+        _block_protected(ctx, moves, rows, why)
+    blocked = _truthy(why)
+    _skip_moves(moves, groups, rows[blocked], group_of[blocked], why[blocked])
+    planned = np.flatnonzero(~blocked)
+    actions = _rewires(moves, rows[planned], group_of[planned], groups, targets)
+    # Planned rows run group by group, so each group's rewires are a slice.
+    ends = np.cumsum(np.bincount(group_of[planned], minlength=len(groups))).tolist()
+    for group, start, end in zip(groups, [0, *ends][:-1], ends, strict=True):
+        group.unit.actions.extend(actions[start:end])
+        group.unit.names.extend([None] * (end - start))
+    ids = [a.action_id for a in actions]
+    return _Rewired(group_of, moves.values("from_reference_id", rows), blocked, ids)
+
+
+class _Target(NamedTuple):
+    """The survivor a group's rewires point at, and what keeps them from it (if anything)."""
+
+    logical_name: Any
+    reference_id: Any
+    display_name: Any
+    problem: str | None
+
+
+def _rewire_target(ctx: _Context, env: str, survivor_id: str) -> _Target:
+    """The survivor a group's rewires point at."""
     refs = ctx.references
     target = refs.find(env, survivor_id)
-    target_problem: str | None = "the survivor is not in the snapshot"
-    t_ln = t_id = t_dn = None
-    if target is not None:
-        t_ln = refs.values["logical_name"][target]
-        t_id = refs.values["reference_id"][target]
-        t_dn = refs.values["display_name"][target] or t_ln
-        target_problem = None
-        if not t_ln:  # a flow key names its reference by logical name
-            target_problem = "the survivor has no logical name for a flow to point at"
-        elif not (refs.values["connection_id"][target] or "").strip():
-            target_problem = f"the survivor '{t_ln}' is not bound to a connection"
-    protected = bool(ctx.settings.protected_patterns)
-    add_action, add_name = unit.actions.append, unit.names.append
-    target_text = None
-    if target_problem is None:
-        with suppress(TypeError):  # not strings: each action renders itself (and falls back)
-            target_text = _rewire_target_text(t_dn, t_ln, t_id)  # type: ignore[arg-type]
-    for m_env, flow_id, flow_name, key, from_id, from_ln, why, pre in moves:
-        why = why or target_problem
-        if not why and protected:
-            source = refs.find(m_env, from_id)
-            source_ln = None if source is None else refs.values["logical_name"][source]
-            if source is not None and ctx.is_protected(source_ln):
-                why = f"'{source_ln}' is protected by plan.protected_patterns"
-        if why:
-            planned[from_id] = None
-            name = f"flow '{flow_name}' key {key}"
-            skipped.append(Skipped(env, "flow-key", f"{flow_id}/{key}", name, why))
-            continue
-        action = RewireFlowKey(
-            m_env, flow_id, flow_name, key, from_id, from_ln, t_ln, t_id, t_dn, group_id, pre
+    if target is None:
+        return _Target(None, None, None, "the survivor is not in the snapshot")
+    t_ln = refs.values["logical_name"][target]
+    t_dn = refs.values["display_name"][target] or t_ln
+    problem = None
+    if not t_ln:  # a flow key names its reference by logical name
+        problem = "the survivor has no logical name for a flow to point at"
+    elif not (refs.values["connection_id"][target] or "").strip():
+        problem = f"the survivor '{t_ln}' is not bound to a connection"
+    return _Target(t_ln, refs.values["reference_id"][target], t_dn, problem)
+
+
+def _block_protected(ctx: _Context, moves: _Moves, rows: np.ndarray, why: np.ndarray) -> None:
+    """Give, in ``why``, the moves not blocked yet that leave a protected reference a reason."""
+    refs = ctx.references
+    envs, from_ids = moves.values("environment_id", rows), moves.values("from_reference_id", rows)
+    for i in np.flatnonzero(~_truthy(why)).tolist():
+        source = refs.find(envs[i], from_ids[i])
+        source_ln = None if source is None else refs.values["logical_name"][source]
+        if source is not None and ctx.is_protected(source_ln):
+            why[i] = f"'{source_ln}' is protected by plan.protected_patterns"
+
+
+def _skip_moves(
+    moves: _Moves, groups: list[_Group], rows: np.ndarray, group_of: np.ndarray, why: np.ndarray
+) -> None:
+    """Say, in each group's skips, which of its flow keys are not rewired and why."""
+    flow_ids, keys = (moves.values(name, rows).tolist() for name in ("flow_id", "key"))
+    for g, flow_id, key, name, reason in zip(
+        group_of.tolist(), flow_ids, keys, moves.name[rows].tolist(), why.tolist(), strict=True
+    ):
+        group = groups[g]
+        object_id, label = f"{flow_id}/{key}", f"flow '{name}' key {key}"
+        group.skips.append(Skipped(group.unit.environment_id, "flow-key", object_id, label, reason))
+
+
+def _rewires(
+    moves: _Moves,
+    rows: np.ndarray,
+    group_of: np.ndarray,
+    groups: list[_Group],
+    targets: list[_Target],
+) -> list[RewireFlowKey]:
+    """The rewires of some moves, with their canonical bodies and ids computed column-wise."""
+    t_ln, t_id, t_dn = (_objects([t[k] for t in targets])[group_of].tolist() for k in range(3))
+    gids = _objects([g.gid for g in groups])
+    pres = moves.flows.preconditions(moves.flow[rows])
+    names = moves.name[rows]
+    env, flow_id, key, from_id, from_ln = (
+        moves.values(n, rows).tolist()
+        for n in ("environment_id", "flow_id", "key", "from_reference_id", "from_logical_name")
+    )
+    actions = list(
+        map(
+            RewireFlowKey,
+            env,
+            flow_id,
+            names.tolist(),
+            key,
+            from_id,
+            from_ln,
+            t_ln,
+            t_id,
+            t_dn,
+            gids[group_of].tolist(),
+            pres,
         )
-        # The group's target text is rendered once; the rest of the body per action.
-        try:
-            if target_text is None:
-                raise TypeError
-            body = _rewire_text(
-                m_env, flow_id, flow_name, from_ln, from_id, group_id, key, pre, target_text
-            )
-        except TypeError:
-            body = action.canonical_body()
-        action_id = _keep_id(action, body)
-        add_action(action)
-        add_name(None)
-        ids = planned[from_id]
-        if ids is not None:
-            ids.append(action_id)
-    return planned
+    )
+    ends = _objects([None if t.problem else _rewire_target_json(t) for t in targets])
+    shared = (
+        moves.json("environment_id", rows),
+        moves.json("from_logical_name", rows),
+        moves.json("from_reference_id", rows),
+        _json_array(gids)[group_of].tolist(),
+        moves.json("key", rows),
+        ends[group_of].tolist(),
+    )
+    own = (flow_id, names.tolist(), *_attributes(pres, _PRECONDITION_KEYS))
+    _keep_ids(actions, _rewire_bodies(shared, own))
+    return actions
+
+
+_PRECONDITION_KEYS = ("clientdata_sha256", "etag", "modified_on", "state")
+
+
+def _rewire_bodies(shared: Sequence[list[str]], own: Sequence[list[Any]]) -> list[str]:
+    """Rewires' canonical JSON (what ``_rewire_text`` gives), from columns of their fields.
+
+    ``shared``: fields whose values repeat, already in JSON (environment, from logical name, from
+    reference, group, key, target); ``own``: flow id, flow name and the preconditions' fields
+    (clientdata hash, etag, modified on, state), each made JSON as its body is rendered, so that
+    few of those strings live at once.
+    """
+    try:
+        return _render_rewires(shared, own, encode_basestring)
+    except TypeError:  # a value that is not a string: all in JSON first, the general way
+        return _render_rewires(shared, [_json_list(_objects(c)) for c in own], str)
+
+
+def _render_rewires(
+    shared: Sequence[list[str]], own: Sequence[list[Any]], e: Callable[[Any], str]
+) -> list[str]:
+    """``_rewire_bodies``, with ``e`` making the ``own`` values JSON."""
+    return [
+        f'{{"environment_id":{env},"flow_id":{e(f)},"flow_name":{e(n)},"from_logical_name":{ln},'
+        f'"from_reference_id":{r},"group_id":{g},"key":{k},"preconditions":{{'
+        f'"clientdata_sha256":{e(sha)},"etag":{"null" if etag is None else e(etag)},'
+        f'"modified_on":{"null" if mod is None else e(mod)},"state":{e(state)}}},{end}'
+        for env, ln, r, g, k, end, f, n, sha, etag, mod, state in zip(*shared, *own, strict=True)
+    ]
+
+
+def _rewire_target_json(target: _Target) -> str:
+    """``_rewire_target_text`` for a target whose values may be any JSON values."""
+    return (
+        f'"to_display_name":{_json_value(target.display_name)},'
+        f'"to_logical_name":{_json_value(target.logical_name)},'
+        f'"to_reference_id":{_json_value(target.reference_id)},"type":"rewire-flow-key"}}'
+    )
+
+
+def _keep_ids(actions: Sequence[_Action], bodies: list[str]) -> None:
+    """``_keep_id`` for many actions of one type."""
+    if not actions:
+        return
+    prefix, sha256, keep = actions[0].id_prefix + "-", hashlib.sha256, object.__setattr__
+    for action, body in zip(actions, bodies, strict=True):
+        keep(action, "_id", prefix + sha256(body.encode()).hexdigest()[:16])
+        keep(action, "_body", body)
+
+
+class _Rewired:
+    """The rewires planned off each (group, reference left): their ids, or that one is blocked."""
+
+    def __init__(
+        self, group_of: np.ndarray, from_ids: np.ndarray, blocked: np.ndarray, ids: list[str]
+    ) -> None:
+        codes, refs = pd.factorize(from_ids, use_na_sentinel=False)
+        self._refs = pd.Index(refs, dtype=object)
+        self._width = max(len(refs), 1)
+        keys = group_of.astype(np.int64) * self._width + codes
+        self._blocked = keys[blocked]
+        order = np.argsort(keys[~blocked], kind="stable")  # stable: ids stay in move order
+        self._keys = keys[~blocked][order]
+        self._ids = _objects(ids)[order].tolist()
+
+    def ids(self, group_of: np.ndarray, ref_ids: np.ndarray) -> list[tuple[str, ...] | None]:
+        """Per (group, reference): its rewires' ids in move order, or None if one is blocked."""
+        codes = self._refs.get_indexer(ref_ids)
+        keys = np.where(codes >= 0, group_of.astype(np.int64) * self._width + codes, -1)
+        blocked = np.isin(keys, self._blocked) & (codes >= 0)
+        first = np.searchsorted(self._keys, keys, side="left").tolist()
+        last = np.searchsorted(self._keys, keys, side="right").tolist()
+        return [
+            None if no else tuple(self._ids[a:z])
+            for no, a, z in zip(blocked.tolist(), first, last, strict=True)
+        ]
 
 
 def _rewire(move: Mapping[str, Any], flow: Mapping[str, Any], target: Mapping[str, Any]) -> Action:
@@ -1614,31 +1877,37 @@ def _rewire(move: Mapping[str, Any], flow: Mapping[str, Any], target: Mapping[st
     )
 
 
-def _group_delete(
-    ctx: _Context,
-    unit: _Unit,
-    group_id: str,
-    survivor_label: str,
-    leftover: tuple[Any, ...],
-    planned: Mapping[str, list[str] | None],
-    skipped: list[Skipped],
-) -> None:
-    env, ref_id, logical_name, why_not = leftover
-    pos = ctx.references.find(env, ref_id)
-    name = logical_name or ref_id
-    ids = planned.get(ref_id, [])
-    why = (
-        _delete_problem(ctx, env, ref_id, pos)
-        or why_not
-        or (None if ids is not None else "a flow key that uses it could not be rewired")
+def _group_deletes(ctx: _Context, groups: list[_Group], rewired: _Rewired) -> None:
+    """Plan the deletes of the groups' leftovers into their units, or say why not."""
+    group_of = np.repeat(np.arange(len(groups)), [len(g.leftovers) for g in groups])
+    leftovers = list(chain.from_iterable(g.leftovers for g in groups))
+    ids = rewired.ids(group_of, _objects([row[1] for row in leftovers]))
+    planned: list[tuple[_Group, int, str, str, tuple[str, ...]]] = []
+    for g, (env, ref_id, logical_name, why_not), depends_on in zip(
+        group_of.tolist(), leftovers, ids, strict=True
+    ):
+        group = groups[g]
+        pos = ctx.references.find(env, ref_id)
+        name = logical_name or ref_id
+        why = (
+            _delete_problem(ctx, env, ref_id, pos)
+            or why_not
+            or (None if depends_on is not None else "a flow key that uses it could not be rewired")
+        )
+        if why:
+            group.skips.append(Skipped(env, "reference", ref_id, name, why))
+        else:
+            planned.append((group, pos, ref_id, name, depends_on))  # type: ignore[arg-type]
+    deletes = _deletes_at(
+        ctx,
+        [pos for _, pos, *_ in planned],
+        [f"duplicate of '{g.label}' (group {g.gid})" for g, *_ in planned],
+        [g.gid for g, *_ in planned],
+        [None] * len(planned),
+        [depends_on for *_, depends_on in planned],
     )
-    if why:
-        skipped.append(Skipped(env, "reference", ref_id, name, why))
-        return
-    assert pos is not None
-    reason = f"duplicate of '{survivor_label}' (group {group_id})"
-    action = _delete_at(ctx, pos, reason, group_id, None, tuple(ids or ()))
-    unit.add(action, ("reference", ref_id, name))
+    for (group, _, ref_id, name, _), action in zip(planned, deletes, strict=True):
+        group.unit.add(action, ("reference", ref_id, name))
 
 
 def _delete_problem(ctx: _Context, env: str, ref_id: str, pos: int | None) -> str | None:
@@ -1663,19 +1932,45 @@ def _delete_at(
     depends_on: tuple[str, ...],
 ) -> DeleteReference:
     """A delete of the reference at a position of the snapshot's references."""
+    return _deletes_at(ctx, [pos], [reason], [group_id], [unused_since], [depends_on])[0]
+
+
+def _deletes_at(
+    ctx: _Context,
+    positions: list[int],
+    reasons: list[str],
+    group_ids: list[str | None],
+    unused_since: list[str | None],
+    depends_on: list[tuple[str, ...]],
+) -> list[DeleteReference]:
+    """Deletes of the references at some positions of the snapshot's references."""
     values = ctx.references.values
-    return DeleteReference(
-        environment_id=values["environment_id"][pos],
-        reference_id=values["reference_id"][pos],
-        logical_name=values["logical_name"][pos] or values["reference_id"][pos],
-        display_name=values["display_name"][pos],
-        connector=values["connector"][pos],
-        connection_id=values["connection_id"][pos],
-        reason=reason,
-        group_id=group_id,
-        unused_since=unused_since,
-        depends_on=depends_on,
-        preconditions=ctx.reference_preconditions(pos),
+    env, ref_id, logical_name, display_name, connector, connection_id = (
+        [values[name][p] for p in positions]
+        for name in (
+            "environment_id",
+            "reference_id",
+            "logical_name",
+            "display_name",
+            "connector",
+            "connection_id",
+        )
+    )
+    return list(
+        map(
+            DeleteReference,
+            env,
+            ref_id,
+            [name or rid for name, rid in zip(logical_name, ref_id, strict=True)],
+            display_name,
+            connector,
+            connection_id,
+            reasons,
+            group_ids,
+            unused_since,
+            depends_on,
+            [ctx.reference_preconditions(p) for p in positions],
+        )
     )
 
 
@@ -1885,49 +2180,42 @@ def _rewire_skip_names(action: RewireFlowKey) -> tuple[str, str, str]:
 
 
 def _drop_still_used_deletes(
-    ctx: _Context, actions: list[Action], skipped: list[Skipped]
+    actions: list[Action], still_used: Mapping[tuple[str, str], int], skipped: list[Skipped]
 ) -> list[Action]:
-    """Drop any delete whose logical name a flow would still use after the planned rewires."""
-    if not _deletes(actions):
+    """Drop any delete whose logical name a flow would still use after the planned rewires.
+
+    ``still_used`` is what ``_used_after`` counts for these actions.
+    """
+    deletes = _deletes(actions)
+    if not deletes:
         return actions
-    still_used = _used_after(ctx, actions)
-    planned = {a.action_id for a in actions if type(a) is RewireFlowKey}  # what deletes wait for
-    kept: list[Action] = []
-    for action in actions:
-        if isinstance(action, DeleteReference):
-            users = still_used.get((action.environment_id, action.logical_name.lower()))
-            why = None
-            if users:
-                why = f"still used after the planned rewires by {users} flow(s)"
-            elif not planned.issuperset(action.depends_on):
-                why = "a rewire it depends on is not in the plan"
-            if why:
-                skipped.append(
-                    Skipped(
-                        action.environment_id,
-                        "reference",
-                        action.reference_id,
-                        action.logical_name,
-                        why,
-                    )
-                )
-                continue
-        kept.append(action)
-    return kept
+    rewires = [a for a in actions if type(a) is RewireFlowKey]
+    planned = set(map(attrgetter("action_id"), rewires))  # what deletes wait for
+    dropped: set[int] = set()  # by identity: only the deletes are looked at
+    for action in deletes:
+        users = still_used.get((action.environment_id, action.logical_name.lower()))
+        why = None
+        if users:
+            why = f"still used after the planned rewires by {users} flow(s)"
+        elif not planned.issuperset(action.depends_on):
+            why = "a rewire it depends on is not in the plan"
+        if why:
+            env, ref_id, name = action.environment_id, action.reference_id, action.logical_name
+            skipped.append(Skipped(env, "reference", ref_id, name, why))
+            dropped.add(id(action))
+    return [a for a in actions if id(a) not in dropped] if dropped else actions
 
 
 def _used_after(ctx: _Context, actions: Iterable[Action]) -> dict[Any, int]:
     """Count, per (environment, logical name) a delete names, the flows using it after rewires.
 
     A usage counts under the name its flow key has after the rewires (the target of each rewire
-    of the key, or its own name if none moves it); only usages that could end up under a
-    deleted name (they name one, or their flow is rewired to one) are looked at.
+    of the key, or its own name if none moves it).
     """
     actions = actions if isinstance(actions, list | tuple) else list(actions)
     targets = {(a.environment_id, a.logical_name.lower()) for a in _deletes(actions)}
     if not targets:
         return {}
-    # Counted afresh on every call: the final safety check must not trust an earlier answer.
     rewires = [a for a in actions if type(a) is RewireFlowKey]
     return _count_used_after(ctx, rewires, targets)
 
@@ -1935,82 +2223,115 @@ def _used_after(ctx: _Context, actions: Iterable[Action]) -> dict[Any, int]:
 def _count_used_after(
     ctx: _Context, rewires: list[RewireFlowKey], targets: set[tuple[str, str]]
 ) -> dict[Any, int]:
-    """``_used_after`` for given rewires and (environment, lower-case name) targets."""
+    """``_used_after`` for given rewires and (environment, lower-case name) targets.
+
+    Worked on integer codes: each usage is matched to the rewires of its flow key, and each
+    (usage or rewire, target) pair to the target it names; then distinct flows are counted.
+    """
+    uses = ctx.usage_keys
     envs, flows, keys, to_names = _attributes(
         rewires, ("environment_id", "flow_id", "key", "to_logical_name")
     )
     lower: dict[str, str] = {}  # a group's rewires share their target's name
     afters = [lower.get(name) or lower.setdefault(name, name.lower()) for name in to_names]
-    names = {name for _, name in targets}
-    into = {
-        flow
-        for env, flow, name in zip(envs, flows, afters, strict=True)
-        if name in names and (env, name) in targets
-    }
-    target_index = pd.MultiIndex.from_tuples(list(targets))
-    uses = ctx.usages
-    wanted = _pairs_in(target_index, uses["environment_id"], uses["_ln"])
-    if into:
-        wanted = wanted | _isin(uses["flow_id"], into)
-    uses = _rows_where(uses, ["environment_id", "flow_id", "key", "_ln"], wanted)
-    rows, after = _names_after(uses, envs, flows, keys, afters)
-    env_of = uses["environment_id"].to_numpy(dtype=object)[rows]
-    hits = np.flatnonzero(_pairs_in(target_index, env_of, after))
-    users: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for env, flow_id, name in zip(
-        env_of[hits].tolist(),
-        uses["flow_id"].to_numpy(dtype=object)[rows[hits]].tolist(),
-        after[hits].tolist(),
-        strict=True,
-    ):
-        users[(env, name)].add(flow_id)
-    return {k: len(v) for k, v in users.items()}
+    listed = list(targets)
+    target_of = {target: i for i, target in enumerate(listed)}
+    moved_to = np.fromiter(
+        (target_of.get(pair, -1) for pair in zip(envs, afters, strict=True)), np.intp, len(afters)
+    )
+    own = uses.targets(listed)
+    rows, after = _names_after(uses.keys_of(envs, flows, keys), uses.key, own, moved_to)
+    hit = after >= 0
+    counts = _distinct_per_target(after[hit], uses.flow[rows[hit]], len(listed))
+    return {listed[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
 
 
-def _pairs_in(index: pd.MultiIndex, first: Any, second: Any) -> np.ndarray:
-    """Whether each (first, second) pair is in a (unique) two-level index."""
-    if not len(first):
-        return np.zeros(0, dtype=bool)
-    return index.get_indexer(pd.MultiIndex.from_arrays([first, second])) >= 0
+def _names_after(
+    rewired: np.ndarray, used: np.ndarray, own: np.ndarray, moved_to: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The target each usage names after the rewires, as (usage row, target) pairs.
+
+    ``rewired``/``used``: the flow key code of each rewire / usage (-1: a key no usage has);
+    ``own``/``moved_to``: the target a usage names now / a rewire points at (-1: none). A usage
+    keeps its own target unless a rewire moves its key; a key rewired more than once gets a pair
+    per rewire (as a merge of usages with rewires would).
+    """
+    known = np.flatnonzero(rewired >= 0)
+    order = known[np.argsort(rewired[known], kind="stable")]
+    in_order = rewired[order]
+    first = np.searchsorted(in_order, used, side="left")
+    count = np.searchsorted(in_order, used, side="right") - first  # the key's rewires
+    kept = np.flatnonzero(count == 0)
+    moved = np.flatnonzero(count)
+    repeats = count[moved]
+    # The n-th pair of a moved usage takes the n-th of its key's rewires (in sorted order).
+    step = np.arange(repeats.sum()) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    which = order[np.repeat(first[moved], repeats) + step]
+    rows = np.concatenate([kept, np.repeat(moved, repeats)])
+    return rows, np.concatenate([own[kept], moved_to[which]])
+
+
+def _distinct_per_target(targets: np.ndarray, flows: np.ndarray, size: int) -> np.ndarray:
+    """How many distinct flows each target has, from (target, flow code) pairs."""
+    if not len(targets):
+        return np.zeros(size, dtype=np.int64)
+    width = int(flows.max()) + 1
+    pairs = pd.unique(targets.astype(np.int64) * width + flows)  # np.unique sorts: slower
+    return np.bincount(pairs // width, minlength=size)
+
+
+class _UsageKeys:
+    """The usages with every key present, as integer codes (built once per context).
+
+    ``flow``: a code per flow id; ``key``: a code per (environment, flow, connection key).
+    """
+
+    def __init__(self, usages: pd.DataFrame) -> None:
+        env, self._envs = _codes(usages["environment_id"])
+        self.flow, self._flows = _codes(usages["flow_id"])
+        key, self._keys = _codes(usages["key"])
+        name, self._names = _codes(usages["_ln"])
+        self._env_flows = pd.Index(pd.unique(env.astype(np.int64) * len(self._flows) + self.flow))
+        self.key = self._combine(env, self.flow, key)
+        self._env, self._name = env, name
+
+    def _combine(self, env: np.ndarray, flow: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """The (environment, flow, key) code of given part codes (-1 where a part is -1)."""
+        pair = self._env_flows.get_indexer(env.astype(np.int64) * len(self._flows) + flow)
+        known = (pair >= 0) & (key >= 0) & (env >= 0) & (flow >= 0)
+        return np.where(known, pair.astype(np.int64) * len(self._keys) + key, -1)
+
+    def keys_of(self, envs: list[Any], flows: list[Any], keys: list[Any]) -> np.ndarray:
+        """The key code of each (environment, flow, connection key); -1 if no usage has it."""
+        parts = (_lookup(c, v) for c, v in ((self._envs, envs), (self._flows, flows)))
+        return self._combine(*parts, _lookup(self._keys, keys))
+
+    def targets(self, targets: list[tuple[str, str]]) -> np.ndarray:
+        """The index in ``targets`` of each usage's (environment, lower-case name), or -1."""
+        envs = _lookup(self._envs, [env for env, _ in targets]).astype(np.int64)
+        names = _lookup(self._names, [name for _, name in targets])
+        known = np.flatnonzero((envs >= 0) & (names >= 0))  # the others no usage names
+        width = len(self._names)
+        found = pd.Index(envs[known] * width + names[known]).get_indexer(
+            self._env.astype(np.int64) * width + self._name
+        )
+        return np.append(known, -1)[found]  # type: ignore[no-any-return]  # -1 takes the -1
+
+
+def _codes(series: pd.Series) -> tuple[np.ndarray, dict[Any, int]]:
+    """A column's values as dense integer codes, and the code of each value."""
+    codes, uniques = pd.factorize(series)
+    return codes, {value: i for i, value in enumerate(uniques.tolist())}
+
+
+def _lookup(codes: dict[Any, int], values: list[Any]) -> np.ndarray:
+    """The code of each value (-1 for a value without one)."""
+    return np.fromiter(map(codes.get, values, repeat(-1, len(values))), np.int64, len(values))
 
 
 def _attributes(objects: list[Any], names: Sequence[str]) -> list[list[Any]]:
     """Some attributes of each object, as one list per attribute."""
-    if not objects:
-        return [[] for _ in names]
-    return [list(values) for values in zip(*map(attrgetter(*names), objects), strict=True)]
-
-
-def _names_after(
-    uses: pd.DataFrame, envs: list[Any], flows: list[Any], keys: list[Any], afters: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The name each usage has after the rewires, as (usage row, name) pairs.
-
-    A usage keeps its own (lower-case) name unless a rewire moves its flow key; a key rewired
-    more than once gets a pair per rewire (as a merge of usages with rewires would).
-    """
-    before = uses["_ln"].to_numpy(dtype=object)
-    index = pd.MultiIndex.from_arrays([_string_array(v) for v in (envs, flows, keys)])
-    if index.is_unique:
-        pos = index.get_indexer(
-            pd.MultiIndex.from_arrays([uses["environment_id"], uses["flow_id"], uses["key"]])
-        )
-        moved = np.asarray([*afters, None], dtype=object)[pos]  # -1 takes the None at the end
-        after = np.where(pos >= 0, moved, before)
-        return np.arange(len(uses)), after
-    rewired: dict[tuple[Any, Any, Any], list[str]] = defaultdict(list)
-    for key, name in zip(zip(envs, flows, keys, strict=True), afters, strict=True):
-        rewired[key].append(name)
-    rows, out = [], []
-    used = zip(
-        *(uses[c].to_numpy(dtype=object).tolist() for c in ("environment_id", "flow_id", "key")),
-        strict=True,
-    )
-    for row, (key, name) in enumerate(zip(used, before.tolist(), strict=True)):
-        for after in rewired.get(key) or (name,):
-            rows.append(row)
-            out.append(after)
-    return np.asarray(rows, dtype=np.intp), np.asarray(out + [None], dtype=object)[:-1]
+    return [[getattr(o, name) for o in objects] for name in names]
 
 
 def _string_array(values: list[Any]) -> Any:
@@ -2054,7 +2375,11 @@ def ensure_safe(plan: Plan, snapshot: Snapshot, settings: PlanSettings) -> None:
         _ensure_safe(plan, _Context(snapshot, settings))
 
 
-def _ensure_safe(plan: Plan, ctx: _Context) -> None:
+def _ensure_safe(
+    plan: Plan, ctx: _Context, still_used: Mapping[tuple[str, str], int] | None = None
+) -> None:
+    """``ensure_safe``; ``still_used``: what ``_used_after`` counts for the plan's rewires, if
+    known already (as it is while building: the plan's rewires are those the count saw)."""
     problems: list[str] = []
     rewire_problems = _rewire_problems(ctx, plan.actions)
     refs = ctx.references
@@ -2070,7 +2395,8 @@ def _ensure_safe(plan: Plan, ctx: _Context) -> None:
             problems.append(f"{action.action_id}: changes a protected reference")
         elif isinstance(action, DeleteReference) and action.environment_id in ctx.delete_blockers:
             problems.append(f"{action.action_id}: deletes where usage is unknown")
-    still_used = _used_after(ctx, plan.actions)
+    if still_used is None:
+        still_used = _used_after(ctx, plan.actions)
     for action in _deletes(plan.actions):
         if still_used.get((action.environment_id, action.logical_name.lower())):
             problems.append(f"{action.action_id}: deletes a reference still used after rewires")

@@ -871,4 +871,67 @@ def test_row_positions_by_arrow_match_single_lookups(unique_ids: bool) -> None:
     assert rows.positions(envs, wanted).tolist() == expected
     series = [pd.Series(pd.array(v, dtype="string[pyarrow]")) for v in (envs, wanted)]
     assert rows.positions(*series).tolist() == expected
-    assert (rows._arrow_keys is not None) is unique_ids
+    assert rows._arrow_keys is not None  # repeated ids too: those rows by the index
+
+
+def test_column_json_is_what_canonical_gives() -> None:
+    from cleanup.plan import _canonical, _json_list, _objects
+
+    values = ["a", 'q"\\\n', "ünï – 😀", None, True, 3, 1.5]
+    assert _json_list(_objects(values)) == [_canonical(v) for v in values]
+    assert _json_list(_objects(values[:3])) == [_canonical(v) for v in values[:3]]
+
+
+def test_rewired_ids_keep_move_order_and_say_when_one_is_blocked() -> None:
+    """Per (group, reference left): its planned rewires' ids in move order, None if blocked."""
+    import numpy as np
+
+    from cleanup.plan import _objects, _Rewired
+
+    rewired = _Rewired(
+        np.array([0, 0, 0, 1, 1, 1]),
+        _objects(["a", "b", "a", "a", None, "b"]),
+        np.array([False, False, False, True, False, False]),
+        ["i0", "i1", "i2", "i4", "i5"],  # the rows not blocked
+    )
+    asked = rewired.ids(np.array([0, 0, 1, 1, 1, 0]), _objects(["a", "b", "a", None, "b", "z"]))
+    assert asked == [("i0", "i2"), ("i1",), None, ("i4",), ("i5",), ()]
+
+
+def test_names_after_gives_a_pair_per_rewire_of_a_key() -> None:
+    import numpy as np
+
+    from cleanup.plan import _names_after
+
+    rewired = np.array([5, -1, 5, 7])  # the key of each rewire (-1: no usage has it)
+    used = np.array([5, 6, 7])  # the key of each usage
+    rows, after = _names_after(rewired, used, np.array([0, 1, -1]), np.array([2, 3, 4, 5]))
+    pairs = sorted(zip(rows.tolist(), after.tolist(), strict=True))
+    assert pairs == [(0, 2), (0, 4), (1, 1), (2, 5)]
+
+
+@pytest.mark.parametrize(
+    "flow_name, key, etag, modified_on",
+    [("n", "k", None, "2024-07-01T00:00:00+00:00"), (None, 7, 'W/"1" – ü', None)],
+)
+def test_rewire_bodies_are_the_canonical_json_of_the_action(
+    flow_name: Any, key: Any, etag: Any, modified_on: Any
+) -> None:
+    """Column-wise bodies give what ``_canonical`` gives, strings or not (then the slow way)."""
+    from cleanup.plan import (
+        FlowPreconditions,
+        RewireFlowKey,
+        _as_json,
+        _canonical,
+        _json_value,
+        _rewire_bodies,
+        _rewire_target_json,
+        _Target,
+    )
+
+    pre = FlowPreconditions(etag, modified_on, "sha", "on")
+    action = RewireFlowKey("e", "f", flow_name, key, "r", "l", "t", "ti", "td – x", "g", pre)
+    target = _Target(action.to_logical_name, action.to_reference_id, action.to_display_name, None)
+    shared = [[_json_value(v)] for v in ("e", "l", "r", "g", key)] + [[_rewire_target_json(target)]]
+    own = [["f"], [flow_name], ["sha"], [etag], [modified_on], ["on"]]
+    assert _rewire_bodies(shared, own) == [_canonical({"type": action.kind, **_as_json(action)})]
