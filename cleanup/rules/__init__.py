@@ -10,6 +10,7 @@ ask the platform about before the rules run.
 from __future__ import annotations
 
 import difflib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,9 @@ __all__ = [
 ]
 
 SORT = ["environment_id", "rule", "object_id"]
+# Rules evaluated at once. At 1M usage rows on 2 vCPUs: one at a time 8.9-11.7 s, two threads
+# 7.3-9.0 s, four 6.8-7.6 s.
+RULE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,13 @@ def evaluate_rules(
     """Run the enabled rules and return the kept and the excluded findings."""
     ctx = make_context(snapshot, settings, history, now=now)
     check_rule_names(ctx.rules)
-    with gc_paused():
-        frames = [
-            _run_one(REGISTRY[name](), ctx)
-            for name in sorted(REGISTRY)
-            if name not in ctx.rules.disable
-        ]
+    enabled = [name for name in sorted(REGISTRY) if name not in ctx.rules.disable]
+    with gc_paused(), ThreadPoolExecutor(RULE_THREADS, thread_name_prefix="rule") as pool:
+        # Rules only read the snapshot and the context (whose cached properties are computed
+        # once); much of their time is in Arrow kernels that release the GIL, so a few run
+        # side by side. Their findings are gathered in rule order, as if run one by one.
+        running = [pool.submit(_run_one, REGISTRY[name](), ctx) for name in enabled]
+        frames = [rule.result() for rule in running]
         findings = pd.concat(frames, ignore_index=True) if frames else None
         if findings is None or findings.empty:
             findings = schemas.empty_frame(schemas.FINDINGS)
