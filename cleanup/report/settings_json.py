@@ -8,7 +8,6 @@ taken raw from remote data, so a name like ``../../etc/passwd`` cannot leave the
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cleanup.interpreter import gc_paused
+from cleanup.plan import ACTION_TYPES
 from cleanup.report.rows import fold_key, part, records
 from cleanup.snapshot.model import Snapshot
 
@@ -74,40 +74,25 @@ def deleted_references(proposals: Any = None, plan: Any = None) -> set[RefKey]:
 
 def _planned_deletes(actions: Iterable[Any]) -> set[RefKey]:
     """Return the references of the actions whose kind says they delete."""
-    # A plan may hold a million actions, most of a class whose kind is fixed: those classes
-    # are decided once, and only their delete actions are read.
-    fixed: dict[type, bool | None] = {}  # class -> whether its actions delete (None: ask each)
     out: set[RefKey] = set()
     for action in actions:
-        cls = type(action)
-        if cls not in fixed:
-            kind = _class_kind(cls)
-            fixed[cls] = None if kind is None else _is_delete(kind)
-        delete = fixed[cls]
-        if delete is None:  # a mapping, or an object that may carry its own kind
+        # The plan's own actions carry their kind on the class: a million of them are sorted
+        # by a lookup. Anything else (a mapping from JSON, another object) is read as it is.
+        delete = PLAN_DELETES.get(type(action))
+        mapping = False
+        if delete is None:
             mapping = isinstance(action, Mapping)
-            key = _reference_key(action, mapping) if _is_delete(_kind(action, mapping)) else None
-        else:
-            key = _reference_key(action, mapping=False) if delete else None
-        if key:
+            delete = _is_delete(_kind(action, mapping))
+        if delete and (key := _reference_key(action, mapping)):
             out.add(key)
     return out
 
 
-def _class_kind(cls: type) -> str | None:
-    """The kind of every instance of ``cls`` when the class alone decides it, else None."""
-    # A plain text class attribute that no instance can shadow: no instance __dict__ (slots),
-    # no attribute hooks. The plan's action dataclasses are such classes.
-    kind = inspect.getattr_static(cls, "kind", None)
-    if not isinstance(kind, str) or issubclass(cls, Mapping) or cls.__dictoffset__:
-        return None
-    if hasattr(cls, "__getattr__") or cls.__getattribute__ is not object.__getattribute__:
-        return None
-    return kind
-
-
 def _is_delete(kind: Any) -> bool:
     return "delete" in str(kind).lower()
+
+
+PLAN_DELETES = {cls: _is_delete(kind) for kind, cls in ACTION_TYPES.items()}
 
 
 def _kind(action: Any, mapping: bool) -> Any:
