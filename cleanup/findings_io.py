@@ -25,6 +25,7 @@ import pyarrow.csv as pa_csv
 
 from cleanup import schemas
 from cleanup.errors import SnapshotError
+from cleanup.frames import text_scalar
 
 FINDINGS_FILE = "findings.parquet"
 JSON_FILE = "findings.json"
@@ -189,9 +190,9 @@ class _JsonLines:
         quote = ""  # a column of bare texts is quoted by the literals around it
         for literal, column in zip(self.literals, self.columns, strict=True):
             cells, next_quote = column(start, stop)
-            parts += [_text(quote + literal + next_quote), cells]
+            parts += [text_scalar(quote + literal + next_quote), cells]
             quote = next_quote
-        lines = pc.binary_join_element_wise(*parts, _text(quote + "}"), _text(""))
+        lines = pc.binary_join_element_wise(*parts, text_scalar(quote + "}"), text_scalar(""))
         # Only when every column is missing throughout are all the parts (and lines) scalars.
         return pa.repeat(lines, stop - start) if isinstance(lines, pa.Scalar) else lines
 
@@ -242,14 +243,16 @@ def _string_texts(strings: pa.ChunkedArray) -> Cells:
         escape = pc.match_substring_regex(strings, ESCAPED).fill_null(False)
         escape = escape if pc.any(escape).as_py() else None
     if strings.null_count == len(strings):
-        return _text("null"), ""
+        return text_scalar("null"), ""
     if strings.null_count == 0 and escape is None:
         return strings, '"'  # the common case: no copy, the line quotes them
-    quoted = pc.binary_join_element_wise(_text('"'), strings, _text('"'), _text(""))
+    quoted = pc.binary_join_element_wise(
+        text_scalar('"'), strings, text_scalar('"'), text_scalar("")
+    )
     if escape is not None:
         escaped = [encode_basestring(s) for s in strings.filter(escape).to_pylist()]
         quoted = _replace(quoted, escape, escaped)
-    return quoted.fill_null(_text("null")), ""
+    return quoted.fill_null(text_scalar("null")), ""
 
 
 def _object_texts(strings: pa.ChunkedArray) -> Cells:
@@ -259,7 +262,7 @@ def _object_texts(strings: pa.ChunkedArray) -> Cells:
     if pc.any(other).as_py():
         texts = [_object_text(s) for s in strings.filter(other).to_pylist()]
         strings = _replace(strings, other, texts)
-    return (strings.fill_null(_text("{}")) if strings.null_count else strings), ""
+    return (strings.fill_null(text_scalar("{}")) if strings.null_count else strings), ""
 
 
 def _replace(strings: pa.ChunkedArray, mask: pa.ChunkedArray, texts: list[str]) -> pa.Array:
@@ -290,10 +293,6 @@ def _object_text(value: Any) -> str:
     if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
         return value
     return json.dumps({"value": value} if value else {}, ensure_ascii=False, default=str)
-
-
-def _text(value: str) -> pa.Scalar:
-    return pa.scalar(value, pa.large_string())
 
 
 def _chunks(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:

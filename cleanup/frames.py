@@ -1,4 +1,4 @@
-"""Small DataFrame helpers that pandas does slowly on Arrow-backed strings."""
+"""Small helpers for Arrow-backed columns, where pandas is slow or Arrow needs a hand."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ def isin(values: pd.Series | pd.Index, members: Iterable[Any]) -> np.ndarray:
             pass  # members that are not strings: pandas below
     objects = pd.Series(np.asarray(values.to_numpy(dtype=object)), dtype=object)
     return objects.isin(pd.Series(wanted, dtype=object)).to_numpy(dtype=bool)
+
+
+def text_scalar(value: str) -> pa.Scalar:
+    """An Arrow large-string scalar: a literal between columns in ``binary_join_element_wise``."""
+    return pa.scalar(value, pa.large_string())
 
 
 def _missing(value: Any) -> bool:

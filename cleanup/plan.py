@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 from cleanup import __version__
 from cleanup.consolidate import BLOCK_MANAGED_FLOW, Proposals, other_dependents
 from cleanup.errors import ConfigError, PlanError
+from cleanup.frames import isin
 from cleanup.interpreter import gc_paused
 from cleanup.snapshot.model import Snapshot
 
@@ -1236,7 +1237,7 @@ class _Context:
         if not keys:
             return {}
         uses = self.usages
-        uses = _rows_where(uses, uses.columns, _isin(uses["_ln"], {name for _, name in keys}))
+        uses = _rows_where(uses, uses.columns, isin(uses["_ln"], {name for _, name in keys}))
         users = uses.groupby(["environment_id", "_ln"])["flow_id"].nunique()
         return {k: int(v) for k, v in users.items() if k in keys}
 
@@ -1345,23 +1346,6 @@ def _rows_where(frame: pd.DataFrame, names: Iterable[str], rows: np.ndarray | No
             values = frame[name].array
             columns[name] = values if rows is None else values[rows]
     return pd.DataFrame(columns)
-
-
-def _isin(series: pd.Series, values: Iterable[Any]) -> np.ndarray:
-    """``Series.isin`` as a boolean array (None in ``values`` matches nothing).
-
-    Arrow-backed strings are looked up by arrow; pandas would check each value one by one.
-    """
-    wanted = [v for v in values if v is not None]
-    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
-        try:
-            array = pa.array(series)
-            found = pc.is_in(array, value_set=pa.array(wanted, type=array.type))
-            return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
-        except (pa.ArrowException, TypeError, ValueError):
-            pass  # values that are not strings: pandas below
-    objects = pd.Series(series.to_numpy(dtype=object), dtype=object)
-    return objects.isin(pd.Series(wanted, dtype=object)).to_numpy(dtype=bool)
 
 
 def _at(values: Sequence[Any], rows: np.ndarray) -> Sequence[Any]:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from cleanup import schemas
 from cleanup.consolidate import Proposals, duplicate_groups, propose, sort_codes, unique_first
+from cleanup.frames import text_scalar
 from cleanup.rules.settings import (
     ExclusionSettings,
     HistorySettings,
@@ -501,18 +502,6 @@ def join_positions(
     return pairs["left"].to_numpy(), pairs["right"].fillna(-1).to_numpy(dtype=np.int64)
 
 
-def as_lists(series: pd.Series) -> pd.Series:
-    """Return cells as Python lists without missing items (pandas may give arrays; NA -> [])."""
-
-    def to_list(value: object) -> list[object]:
-        if isinstance(value, list | tuple | np.ndarray):
-            return [v for v in value if not pd.isna(v)]
-        return []
-
-    # A list aggregation over "string" columns gives an Arrow list column; go through tolist().
-    return pd.Series([to_list(v) for v in series.tolist()], index=series.index, dtype=object)
-
-
 def to_json_objects(frame: pd.DataFrame) -> pd.Series:
     """Return one JSON object string per row of ``frame`` (``<NA>`` becomes null)."""
     if frame.empty or not len(frame.columns):
@@ -526,10 +515,10 @@ def to_json_objects(frame: pd.DataFrame) -> pd.Series:
         fragments = _json_fragments(frame.iloc[:, position], name)
         if fragments is None:
             return pd.Series(_json_lines(frame), index=frame.index, dtype="string")
-        pieces.append(_text_scalar(("{" if position == 0 else ",") + f'"{name}":'))
+        pieces.append(text_scalar(("{" if position == 0 else ",") + f'"{name}":'))
         pieces.append(fragments)
-    pieces.append(_text_scalar("}"))
-    joined = pc.binary_join_element_wise(*pieces, _text_scalar(""))
+    pieces.append(text_scalar("}"))
+    joined = pc.binary_join_element_wise(*pieces, text_scalar(""))
     return pd.Series(pd.arrays.ArrowStringArray(joined), index=frame.index).astype("string")
 
 
@@ -577,10 +566,6 @@ def _distinct_values(column: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
     else:
         codes = pd.factorize(column, use_na_sentinel=False)[0]
     return codes, column.iloc[unique_first(codes)[1]]
-
-
-def _text_scalar(value: str) -> pa.Scalar:
-    return pa.scalar(value, type=pa.large_string())
 
 
 def text(series: pd.Series, default: str = "") -> pd.Series:
